@@ -1,0 +1,70 @@
+"""Deploy a .tflite model to a target, run it and report latency, memory and energy.
+
+Examples:
+  kit profile model.tflite                                   # the host, LiteRT
+  kit profile model.tflite --target ssh://pi@raspberrypi --profile raspberry-pi-5
+  kit profile model.tflite --target adb://SERIAL --benchmark-binary ./benchmark_model
+  kit profile model.tflite --target serial:///dev/ttyACM0?baud=115200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from kit.errors import KitError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", nargs="+", help=".tflite file(s)")
+    p.add_argument("--target", default="local", help="local | ssh://user@host[:port] | adb://SERIAL[@host:port] | "
+                   "edgetpu+local | edgetpu+ssh://… | serial:///dev/tty…?baud=N | rfc2217://host:port")
+    p.add_argument("--profile", dest="device_profile", default=None, help="device profile name or TOML path")
+    p.add_argument("--threads", type=int, default=1)
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--delegate", default="default", help="default | none | xnnpack | gpu | nnapi | edgetpu")
+    p.add_argument("--core-mask", default=None, help="CPU affinity as a hex mask, e.g. f0")
+    p.add_argument("--input", default=None, help=".npy file with one input batch (random data otherwise)")
+    p.add_argument("--timeout", type=float, default=600.0, help="seconds per run")
+    p.add_argument("--trust-on-first-use", action="store_true",
+                   help="SSH: accept and record an unknown host key (refused otherwise)")
+    p.add_argument("--benchmark-binary", default=None, help="ADB: path of TFLite's benchmark_model for the phone")
+    p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra target option, repeatable")
+    p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON to this file")
+
+
+def target_options(args: argparse.Namespace) -> dict:
+    options: dict = {}
+    if args.trust_on_first_use:
+        options["trust_on_first_use"] = True
+    if args.benchmark_binary:
+        options["benchmark_binary"] = args.benchmark_binary
+    for item in args.option:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise KitError(f"--option {item!r} is not KEY=VALUE")
+        options[key.replace("-", "_")] = value
+    return options
+
+
+def run(args: argparse.Namespace) -> int:
+    from targets.base import RunSettings
+    from targets.registry import get_target
+    from kit.report.tables import profile_table
+
+    settings = RunSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
+                           core_mask=args.core_mask, input_path=args.input, timeout_s=args.timeout)
+    for m in args.model:
+        if not Path(m).is_file():
+            raise KitError(f"model file {m} does not exist")
+    results = []
+    with get_target(args.target, args.device_profile, **target_options(args)) as target:
+        for m in args.model:
+            results.append(target.profile(m, settings))
+    print(profile_table(results))
+    if args.json_out:
+        Path(args.json_out).write_text(json.dumps([r.to_dict() for r in results], indent=2))
+        print(f"wrote {args.json_out}")
+    return 0

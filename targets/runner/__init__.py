@@ -1,0 +1,64 @@
+"""The self-contained LiteRT runner copied to Linux devices, and how to read its output.
+
+`RUNNER` is run locally in a fresh process and remotely over SSH, so that
+every Linux target measures the same way and reports the same fields.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from kit.errors import TargetError
+from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
+
+RUNNER = Path(__file__).with_name("litert_runner.py")
+
+
+def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None) -> list[str]:
+    """Command-line arguments for the runner (after the interpreter and runner path)."""
+    args = [model, "--threads", str(settings.threads), "--warmup", str(settings.warmup),
+            "--runs", str(settings.runs), "--delegate", settings.delegate]
+    if delegate_library:
+        args += ["--delegate-library", delegate_library]
+    return args
+
+
+def parse_runner_output(stdout: str, stderr: str = "", where: str = "device") -> dict[str, Any]:
+    """The runner prints exactly one JSON object on its last stdout line."""
+    lines = [ln for ln in stdout.strip().splitlines() if ln.startswith("{")]
+    if not lines:
+        tail = (stderr or stdout).strip().splitlines()[-5:]
+        raise TargetError(f"the runner on {where} printed no result", "its last output lines: " + " | ".join(tail))
+    try:
+        raw = json.loads(lines[-1])
+    except json.JSONDecodeError as e:
+        raise TargetError(f"the runner on {where} printed malformed JSON: {e}") from None
+    if "error" in raw:
+        raise TargetError(f"{where}: {raw['error']}")
+    return raw
+
+
+def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw: dict[str, Any],
+                  raw_output: str, memory_method: str) -> ProfileResult:
+    d = raw["device"]
+    return ProfileResult(
+        target=target,
+        device=DeviceInfo(
+            name=d.get("name") or target,
+            cpu=d.get("cpu"),
+            os=d.get("os"),
+            runtime=d.get("runtime"),
+            runtime_version=d.get("runtime_version"),
+            extra={k: d[k] for k in ("cores", "machine", "python") if k in d},
+        ),
+        artifact=artifact,
+        settings=settings,
+        latency=LatencyStats.from_samples(raw["samples_us"]),
+        init_us=raw.get("init_us"),
+        first_inference_us=raw.get("first_inference_us"),
+        peak_memory_bytes=raw.get("peak_rss_bytes"),
+        memory_method=memory_method,
+        notes=[f"model load + inference raised RSS by {raw.get('model_rss_bytes', 0)} bytes"],
+        raw_output=raw_output,
+    )
