@@ -1,0 +1,348 @@
+"""Recipes: TOML files naming the steps of a compression run, validated with precise errors.
+
+Steps run in this order, each optional: prune -> finetune -> cluster -> quantize -> convert.
+A wrong key, type or value is reported with the line and the key, and what is allowed.
+"""
+from __future__ import annotations
+
+import difflib
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+from kit.errors import RecipeError
+
+RECIPE_DIR = Path(__file__).parent / "recipes"
+QUANT_MODES = ("none", "dynamic", "float16", "int8", "qat")
+GRANULARITIES = ("unstructured", "block", "2:4")
+RUNTIMES = ("litert", "litert-builtin", "tflm")
+
+
+@dataclass
+class LayerOverride:
+    skip: bool = False
+    initial_sparsity: float | None = None
+    final_sparsity: float | None = None
+    granularity: str | None = None
+    block: tuple[int, int] | None = None
+
+
+@dataclass
+class PruneStep:
+    schedule: str = "polynomial"
+    initial_sparsity: float = 0.0
+    final_sparsity: float = 0.8
+    begin_step: int | None = None
+    end_step: int | None = None
+    begin_epoch: float | None = None
+    end_epoch: float | None = None
+    frequency: int | None = None  # None: derived from the fine-tune length
+    granularity: str = "unstructured"
+    block: tuple[int, int] = (1, 4)  # rows x cols of the runtime's [out, in] weight layout
+    skip: list[str] = field(default_factory=list)
+    layers: dict[str, LayerOverride] = field(default_factory=dict)
+
+
+@dataclass
+class Distill:
+    temperature: float = 4.0
+    alpha: float = 0.5  # weight of the hard-label loss; 1 - alpha goes to the teacher
+
+
+@dataclass
+class FinetuneStep:
+    epochs: int = 4
+    learning_rate: float = 1e-3
+    batch_size: int = 64
+    validation_split: float = 0.1
+    distill: Distill | None = None
+
+
+@dataclass
+class ClusterStep:
+    clusters: int = 16
+    preserve_sparsity: bool = True
+    epochs: int = 1
+    learning_rate: float = 1e-4
+
+
+@dataclass
+class QuantizeStep:
+    mode: list[str] = field(default_factory=lambda: ["int8"])
+    io: str = "int8"  # int8 | uint8 | float32 — input/output type of full-int8 artifacts
+    calibration_samples: int = 500
+    qat_epochs: int = 1
+    qat_learning_rate: float = 1e-4
+
+
+@dataclass
+class ConvertStep:
+    sparse: str = "auto"  # auto | on | off
+    targets: list[str] = field(default_factory=lambda: ["litert"])
+
+
+@dataclass
+class Recipe:
+    name: str = "recipe"
+    description: str = ""
+    seed: int = 0
+    prune: PruneStep | None = None
+    finetune: FinetuneStep | None = None
+    cluster: ClusterStep | None = None
+    quantize: QuantizeStep | None = None
+    convert: ConvertStep = field(default_factory=ConvertStep)
+    source: str = ""
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        d.pop("source")
+        return d
+
+
+def builtin_recipes() -> list[str]:
+    return sorted(p.stem for p in RECIPE_DIR.glob("*.toml"))
+
+
+def load_recipe(name_or_path: str | Path) -> Recipe:
+    """A built-in recipe name (`default`, `best`, ...) or a path to a TOML file."""
+    path = Path(name_or_path)
+    if path.suffix != ".toml" and not path.exists():
+        path = RECIPE_DIR / f"{name_or_path}.toml"
+        if not path.is_file():
+            raise RecipeError(f"no recipe {str(name_or_path)!r}",
+                              f"built-in recipes: {', '.join(builtin_recipes())}; or give a .toml path")
+    if not path.is_file():
+        raise RecipeError(f"recipe file {path} does not exist")
+    return parse_recipe(path.read_text(), str(path))
+
+
+def parse_recipe(text: str, where: str = "recipe") -> Recipe:
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise RecipeError(f"{where}: not valid TOML: {e}") from None
+    v = _Validator(text, where)
+    top = v.table(data, (), {"name", "description", "seed", "prune", "finetune", "cluster", "quantize", "convert"})
+    r = Recipe(source=text)
+    r.name = v.get(top, (), "name", str, Path(where).stem)
+    r.description = v.get(top, (), "description", str, "")
+    r.seed = v.get(top, (), "seed", int, 0, check=lambda x: x >= 0, allowed=">= 0")
+    if "prune" in top:
+        r.prune = _prune(v, top["prune"])
+    if "finetune" in top:
+        r.finetune = _finetune(v, top["finetune"])
+    elif r.prune is not None:
+        r.finetune = FinetuneStep()  # pruning masks are applied during training steps
+    if "cluster" in top:
+        r.cluster = _cluster(v, top["cluster"])
+    if "quantize" in top:
+        r.quantize = _quantize(v, top["quantize"], pruned=r.prune is not None)
+    if "convert" in top:
+        r.convert = _convert(v, top["convert"])
+    return r
+
+
+def _fraction(x: float) -> bool:
+    return 0.0 <= x < 1.0
+
+
+def _prune(v: "_Validator", t: Any) -> PruneStep:
+    p = ("prune",)
+    keys = {"schedule", "initial_sparsity", "final_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch",
+            "frequency", "granularity", "block", "skip", "layers"}
+    t = v.table(t, p, keys)
+    s = PruneStep()
+    s.schedule = v.choice(t, p, "schedule", ("constant", "polynomial"), s.schedule)
+    s.final_sparsity = v.get(t, p, "final_sparsity", float, s.final_sparsity, _fraction, "0 <= x < 1")
+    default_initial = s.final_sparsity if s.schedule == "constant" else 0.0
+    s.initial_sparsity = v.get(t, p, "initial_sparsity", float, default_initial, _fraction, "0 <= x < 1")
+    if s.schedule == "constant" and "initial_sparsity" in t:
+        v.fail(p, "initial_sparsity", "a constant schedule has one sparsity: set final_sparsity only")
+    if s.initial_sparsity > s.final_sparsity:
+        v.fail(p, "initial_sparsity", f"is {s.initial_sparsity}, above final_sparsity {s.final_sparsity}")
+    s.begin_step = v.get(t, p, "begin_step", int, None, lambda x: x >= 0, ">= 0")
+    s.end_step = v.get(t, p, "end_step", int, None, lambda x: x >= 1, ">= 1")
+    s.begin_epoch = v.get(t, p, "begin_epoch", float, None, lambda x: x >= 0, ">= 0")
+    s.end_epoch = v.get(t, p, "end_epoch", float, None, lambda x: x > 0, "> 0")
+    for unit in ("begin", "end"):
+        if f"{unit}_step" in t and f"{unit}_epoch" in t:
+            v.fail(p, f"{unit}_epoch", f"give {unit}_step or {unit}_epoch, not both")
+    if s.begin_step is not None and s.end_step is not None and s.end_step <= s.begin_step:
+        v.fail(p, "end_step", f"is {s.end_step}, not after begin_step {s.begin_step}")
+    if s.begin_epoch is not None and s.end_epoch is not None and s.end_epoch <= s.begin_epoch:
+        v.fail(p, "end_epoch", f"is {s.end_epoch}, not after begin_epoch {s.begin_epoch}")
+    s.frequency = v.get(t, p, "frequency", int, None, lambda x: x >= 1, ">= 1 (steps between mask updates)")
+    s.granularity = v.choice(t, p, "granularity", GRANULARITIES, s.granularity)
+    s.block = v.block(t, p, "block", s.block)
+    s.skip = v.string_list(t, p, "skip", [])
+    for pattern in s.skip:
+        v.regex(p, "skip", pattern)
+    layers = v.table(t.get("layers", {}), (*p, "layers"), None)
+    for name, lt in layers.items():
+        lp = (*p, "layers", name)
+        v.regex((*p, "layers"), name, name)
+        lt = v.table(lt, lp, {"skip", "initial_sparsity", "final_sparsity", "granularity", "block"})
+        s.layers[name] = LayerOverride(
+            skip=v.get(lt, lp, "skip", bool, False),
+            initial_sparsity=v.get(lt, lp, "initial_sparsity", float, None, _fraction, "0 <= x < 1"),
+            final_sparsity=v.get(lt, lp, "final_sparsity", float, None, _fraction, "0 <= x < 1"),
+            granularity=v.choice(lt, lp, "granularity", GRANULARITIES, None),
+            block=v.block(lt, lp, "block", None),
+        )
+    return s
+
+
+def _finetune(v: "_Validator", t: Any) -> FinetuneStep:
+    p = ("finetune",)
+    t = v.table(t, p, {"epochs", "learning_rate", "batch_size", "validation_split", "distill"})
+    f = FinetuneStep()
+    f.epochs = v.get(t, p, "epochs", int, f.epochs, lambda x: 1 <= x <= 10000, "1 to 10000")
+    f.learning_rate = v.get(t, p, "learning_rate", float, f.learning_rate, lambda x: 0 < x < 1, "0 < x < 1")
+    f.batch_size = v.get(t, p, "batch_size", int, f.batch_size, lambda x: 1 <= x <= 65536, "1 to 65536")
+    f.validation_split = v.get(t, p, "validation_split", float, f.validation_split, lambda x: 0 <= x < 0.9,
+                               "0 <= x < 0.9")
+    if "distill" in t:
+        dp = (*p, "distill")
+        d = v.table(t["distill"], dp, {"temperature", "alpha"})
+        f.distill = Distill(
+            temperature=v.get(d, dp, "temperature", float, 4.0, lambda x: 0 < x <= 100, "0 < x <= 100"),
+            alpha=v.get(d, dp, "alpha", float, 0.5, lambda x: 0 <= x <= 1, "0 <= x <= 1"),
+        )
+    return f
+
+
+def _cluster(v: "_Validator", t: Any) -> ClusterStep:
+    p = ("cluster",)
+    t = v.table(t, p, {"clusters", "preserve_sparsity", "epochs", "learning_rate"})
+    c = ClusterStep()
+    c.clusters = v.get(t, p, "clusters", int, c.clusters, lambda x: 2 <= x <= 256, "2 to 256")
+    c.preserve_sparsity = v.get(t, p, "preserve_sparsity", bool, c.preserve_sparsity)
+    c.epochs = v.get(t, p, "epochs", int, c.epochs, lambda x: 0 <= x <= 1000, "0 to 1000")
+    c.learning_rate = v.get(t, p, "learning_rate", float, c.learning_rate, lambda x: 0 < x < 1, "0 < x < 1")
+    return c
+
+
+def _quantize(v: "_Validator", t: Any, pruned: bool) -> QuantizeStep:
+    p = ("quantize",)
+    t = v.table(t, p, {"mode", "io", "calibration_samples", "qat_epochs", "qat_learning_rate"})
+    q = QuantizeStep()
+    mode = t.get("mode", q.mode)
+    modes = [mode] if isinstance(mode, str) else v.string_list(t, p, "mode", q.mode)
+    for m in modes:
+        if m not in QUANT_MODES:
+            v.fail(p, "mode", f"{m!r} is not a quantization mode", f"use {' | '.join(QUANT_MODES)}")
+    if len(set(modes)) != len(modes):
+        v.fail(p, "mode", "lists a mode twice")
+    q.mode = modes
+    q.io = v.choice(t, p, "io", ("int8", "uint8", "float32"), q.io)
+    q.calibration_samples = v.get(t, p, "calibration_samples", int, q.calibration_samples,
+                                  lambda x: 1 <= x <= 100000, "1 to 100000")
+    q.qat_epochs = v.get(t, p, "qat_epochs", int, q.qat_epochs, lambda x: 1 <= x <= 1000, "1 to 1000")
+    q.qat_learning_rate = v.get(t, p, "qat_learning_rate", float, q.qat_learning_rate, lambda x: 0 < x < 1,
+                                "0 < x < 1")
+    return q
+
+
+def _convert(v: "_Validator", t: Any) -> ConvertStep:
+    p = ("convert",)
+    t = v.table(t, p, {"sparse", "targets"})
+    c = ConvertStep()
+    c.sparse = v.choice(t, p, "sparse", ("auto", "on", "off"), c.sparse)
+    c.targets = v.string_list(t, p, "targets", c.targets)
+    for r in c.targets:
+        if r not in RUNTIMES:
+            v.fail(p, "targets", f"{r!r} is not a runtime", f"use any of {', '.join(RUNTIMES)}")
+    if not c.targets:
+        v.fail(p, "targets", "is empty: an artifact must load on at least one runtime")
+    return c
+
+
+class _Validator:
+    """Type/range checks that name the file, line and dotted key of a mistake."""
+
+    def __init__(self, text: str, where: str):
+        self.lines = text.splitlines()
+        self.where = where
+
+    def _line(self, table: tuple[str, ...], key: str) -> int | None:
+        current: tuple[str, ...] = ()
+        header = re.compile(r"^\s*\[\s*([^\[\]]+?)\s*\]\s*(#.*)?$")
+        for i, line in enumerate(self.lines, 1):
+            m = header.match(line)
+            if m:
+                current = tuple(part.strip().strip('"\'') for part in re.split(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)",
+                                                                               m.group(1)))
+                if current == (*table, key):
+                    return i
+                continue
+            if current == table and re.match(rf"^\s*[\"']?{re.escape(key)}[\"']?\s*=", line):
+                return i
+        return None
+
+    def fail(self, table: tuple[str, ...], key: str, problem: str, hint: str | None = None):
+        dotted = ".".join([*table, key])
+        line = self._line(table, key)
+        at = f"{self.where}, line {line}" if line else self.where
+        raise RecipeError(f"{at}: `{dotted}` {problem}", hint)
+
+    def table(self, t: Any, path: tuple[str, ...], allowed: set[str] | None) -> dict:
+        if not isinstance(t, dict):
+            self.fail(path[:-1], path[-1], f"must be a table, got {type(t).__name__}", f"write it as [{'.'.join(path)}]")
+        if allowed is not None:
+            for k in t:
+                if k not in allowed:
+                    close = difflib.get_close_matches(k, sorted(allowed), n=1)
+                    hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(sorted(allowed))}"
+                    self.fail(path, k, "is not a known key", hint)
+        return t
+
+    def get(self, t: dict, path: tuple[str, ...], key: str, typ: type, default: Any,
+            check: Callable[[Any], bool] | None = None, allowed: str | None = None) -> Any:
+        if key not in t:
+            return default
+        value = t[key]
+        if typ is float and isinstance(value, int) and not isinstance(value, bool):
+            value = float(value)
+        if not isinstance(value, typ) or (typ is int and isinstance(value, bool)):
+            self.fail(path, key, f"must be {typ.__name__}, got {type(value).__name__} {value!r}")
+        if check is not None and not check(value):
+            self.fail(path, key, f"is {value!r}, out of range", f"allowed: {allowed}")
+        return value
+
+    def choice(self, t: dict, path: tuple[str, ...], key: str, options: tuple[str, ...], default: Any) -> Any:
+        value = self.get(t, path, key, str, default)
+        if key in t and value not in options:
+            close = difflib.get_close_matches(value, options, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            self.fail(path, key, f"is {value!r}, not one of {', '.join(options)}", hint + f"use {' | '.join(options)}")
+        return value
+
+    def string_list(self, t: dict, path: tuple[str, ...], key: str, default: list[str]) -> list[str]:
+        if key not in t:
+            return list(default)
+        value = t[key]
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            self.fail(path, key, f"must be a list of strings, got {value!r}")
+        return list(value)
+
+    def block(self, t: dict, path: tuple[str, ...], key: str, default: Any) -> Any:
+        value = self.get(t, path, key, str, None)
+        if value is None:
+            return default
+        m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", value)
+        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+            self.fail(path, key, f"is {value!r}, not a block shape", "write rows x cols, e.g. \"1x4\" or \"1x16\"")
+        return int(m.group(1)), int(m.group(2))
+
+    def regex(self, path: tuple[str, ...], key: str, pattern: str) -> None:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            self.fail(path, key, f"holds {pattern!r}, not a valid regular expression ({e})")
