@@ -27,6 +27,8 @@ class RuntimeCheck:
     agreement: float | None = None  # top-1 agreement with the reference (Keras) model
     max_abs_error: float | None = None  # against the reference outputs
     seconds: float | None = None
+    #: why the artifact must not be used on this runtime (set by the pipeline); None = runs correctly
+    problem: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)

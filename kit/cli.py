@@ -16,7 +16,9 @@ COMMANDS = {
     "eval": "eval",
     "inspect": "inspect",
     "profile": "profile",
+    "edgetpu": "edgetpu",
     "firmware": "firmware",
+    "emulate": "emulate",
     "sensitivity": "sensitivity",
 }
 

@@ -46,9 +46,9 @@ class Artifact:
 
     @property
     def accuracy(self) -> float | None:
-        """Top-1 on the first runtime that loads the artifact, in order of preference."""
+        """Top-1 on the first runtime that runs the artifact correctly, in order of preference."""
         for c in self.checks:
-            if c.loads and c.top1 is not None:
+            if c.loads and c.problem is None and c.top1 is not None:
                 return c.top1
         return None
 
@@ -231,8 +231,9 @@ def _build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval,
     reference = model.predict(x_eval, batch_size=512, verbose=0)
     results = checks.check(data, x_eval, y_eval, reference.reshape(len(x_eval), -1))
     info = read_tflite(data)
-    problems = [_problem(c, spec.fmt) for c in results if c.runtime in targets]
-    problems = [p for p in problems if p]
+    for c in results:
+        c.problem = _problem(c, spec.fmt)
+    problems = [c.problem for c in results if c.runtime in targets and c.problem]
     shipped = not problems
     reason = "; ".join(problems)
     name = "baseline-float32" if baseline else spec.name

@@ -56,7 +56,8 @@ def plan(model, step: PruneStep, steps_per_epoch: int, epochs: int) -> PrunePlan
         end = max(begin + 1, math.floor(0.7 * total))
     end = min(end, total) if total > begin else end
     frequency = step.frequency or max(1, min(100, (end - begin) // UPDATES_PER_WINDOW))
-    end = begin + max(1, (end - begin) // frequency) * frequency  # the last update lands on end_step
+    if end - begin >= frequency:  # the last mask update lands on end_step
+        end = begin + (end - begin) // frequency * frequency
     layers, skipped = [], {}
     for layer in _flat_layers(model):
         reason = _unprunable_reason(layer)

@@ -36,10 +36,10 @@ def run(args: argparse.Namespace) -> int:
             else:
                 latency, device = None, None
             rows.append([a.name, "yes" if a.shipped else "no", a.bytes, f"{result.baseline.bytes / a.bytes:.1f}x",
-                         _pct(a.accuracy), ", ".join(c.runtime for c in a.checks if c.loads) or "none", latency,
+                         _pct(a.accuracy), ", ".join(c.runtime for c in a.checks if c.loads and c.problem is None) or "none", latency,
                          "" if a.shipped else a.reason[:70]])
     print()
-    print(format_table(["artifact", "shipped", "bytes", "smaller", "top-1", "loads on", "median us", "why not shipped"],
+    print(format_table(["artifact", "shipped", "bytes", "smaller", "top-1", "runs correctly on", "median us", "why not shipped"],
                        rows))
     print(f"\nhost: {device or 'this machine'}; data: {result.dataset}")
     print(f"report: {Path(args.out) / 'report.md'}   manifest: {Path(args.out) / 'manifest.json'}")

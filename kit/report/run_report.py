@@ -12,7 +12,7 @@ def comparison_rows(result) -> list[list]:
     base = result.baseline
     rows = []
     for a in [base, *result.artifacts]:
-        loads = [c.runtime for c in a.checks if c.loads]
+        loads = [c.runtime for c in a.checks if c.loads and c.problem is None]
         lit = a.check_on("litert")
         rows.append([
             a.name, "yes" if a.shipped else "no", a.bytes, a.gzip_bytes, f"{base.bytes / a.bytes:.1f}x",
@@ -22,7 +22,7 @@ def comparison_rows(result) -> list[list]:
     return rows
 
 
-COMPARISON_HEADERS = ["artifact", "shipped", "bytes", "gzip", "vs float32", "top-1", "agree", "loads on"]
+COMPARISON_HEADERS = ["artifact", "shipped", "bytes", "gzip", "vs float32", "top-1", "agree", "runs correctly on"]
 
 
 def write_report(result) -> Path:
@@ -35,8 +35,8 @@ def write_report(result) -> Path:
     for a in [result.baseline, *result.artifacts]:
         for c in a.checks:
             rows.append([a.name, c.runtime, "yes" if c.loads else "no", _pct(c.top1), _pct(c.top5),
-                         _pct(c.agreement), c.max_abs_error, (c.error or "")[:120]])
-    lines += [format_table(["artifact", "runtime", "loads", "top-1", "top-5", "agree", "max abs err", "error"], rows,
+                         _pct(c.agreement), c.max_abs_error, (c.problem or "")[:140]])
+    lines += [format_table(["artifact", "runtime", "loads", "top-1", "top-5", "agree", "max abs err", "problem"], rows,
                            markdown=True), ""]
     rejected = [a for a in result.artifacts if not a.shipped]
     if rejected:

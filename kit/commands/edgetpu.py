@@ -1,0 +1,51 @@
+"""Check a .tflite model against the Coral Edge TPU's requirements; compile it when edgetpu_compiler is installed.
+
+Prints which ops can map to the Edge TPU and, for each one that falls back to
+the CPU, why. When `edgetpu_compiler` is on PATH the model is compiled and
+the compiler's report (ops mapped, on-chip and off-chip parameter memory,
+per-op status) is printed; when it is not, the check alone is printed.
+
+Examples:
+  kit edgetpu model_int8.tflite
+  kit edgetpu model_int8.tflite --out-dir build/edgetpu
+  kit edgetpu model_int8.tflite --no-compile --json report.json
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+from pathlib import Path
+
+from kit.errors import KitError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=".tflite file (full-integer quantized for the Edge TPU)")
+    p.add_argument("--out-dir", default=None, help="where the compiler writes MODEL_edgetpu.tflite (default: next to MODEL)")
+    p.add_argument("--no-compile", action="store_true", help="only check the requirements")
+    p.add_argument("--compiler", default="edgetpu_compiler", help="compiler executable name or path")
+    p.add_argument("--json", dest="json_out", default=None, help="write the check and compile results as JSON")
+
+
+def run(args: argparse.Namespace) -> int:
+    from targets.edgetpu import check_edgetpu_requirements, compile_for_edgetpu, compiler_missing_message, find_compiler
+
+    model = Path(args.model)
+    if not model.is_file():
+        raise KitError(f"model file {model} does not exist")
+    report = check_edgetpu_requirements(model)
+    print(report.summary())
+    compiled = None
+    if not args.no_compile and not report.compiled:
+        if find_compiler(args.compiler) is None:
+            print(compiler_missing_message(args.compiler))
+        else:
+            compiled = compile_for_edgetpu(model, Path(args.out_dir) if args.out_dir else model.parent, args.compiler)
+            print(compiled.summary())
+            print(f"wrote {compiled.output_path}")
+    if args.json_out:
+        out = {"check": dataclasses.asdict(report), "compile": dataclasses.asdict(compiled) if compiled else None}
+        Path(args.json_out).write_text(json.dumps(out, indent=2))
+        print(f"wrote {args.json_out}")
+    return 0

@@ -1,0 +1,83 @@
+import pytest
+
+from kit.errors import RecipeError
+from kit.recipe import builtin_recipes, load_recipe, parse_recipe
+
+
+def test_builtin_recipes_parse():
+    assert {"default", "best", "tfmot-tutorial"} <= set(builtin_recipes())
+    for name in builtin_recipes():
+        r = load_recipe(name)
+        assert r.name == name
+
+
+def test_full_recipe_values():
+    r = parse_recipe("""
+seed = 3
+[prune]
+schedule = "polynomial"
+initial_sparsity = 0.2
+final_sparsity = 0.9
+end_epoch = 3
+granularity = "block"
+block = "1x16"
+skip = ["logits"]
+[prune.layers."fc.*"]
+final_sparsity = 0.95
+[finetune]
+epochs = 5
+[finetune.distill]
+temperature = 2
+alpha = 0.25
+[cluster]
+clusters = 8
+[quantize]
+mode = "qat"
+[convert]
+sparse = "on"
+targets = ["litert", "tflm"]
+""")
+    assert r.seed == 3
+    assert r.prune.block == (1, 16) and r.prune.end_epoch == 3.0
+    assert r.prune.layers["fc.*"].final_sparsity == 0.95
+    assert r.finetune.distill.temperature == 2.0 and r.finetune.distill.alpha == 0.25
+    assert r.cluster.clusters == 8 and r.cluster.preserve_sparsity is True
+    assert r.quantize.mode == ["qat"]
+    assert r.convert.targets == ["litert", "tflm"]
+
+
+def test_prune_without_finetune_gets_default_finetune():
+    r = parse_recipe("[prune]\nfinal_sparsity = 0.5\n")
+    assert r.finetune is not None and r.finetune.epochs >= 1
+
+
+@pytest.mark.parametrize("text, line, words", [
+    ("[prune]\nfinal_sparsty = 0.5\n", 2, ["prune.final_sparsty", "not a known key", "final_sparsity"]),
+    ("\n[prune]\nfinal_sparsity = 1.5\n", 3, ["prune.final_sparsity", "out of range", "0 <= x < 1"]),
+    ("[finetune]\nepochs = \"3\"\n", 2, ["finetune.epochs", "must be int"]),
+    ("[prune]\ngranularity = \"blok\"\n", 2, ["prune.granularity", "did you mean 'block'"]),
+    ("[quantize]\nmode = [\"int8\", \"int4\"]\n", 2, ["quantize.mode", "'int4'"]),
+    ("[prune]\nblock = \"4\"\n", 2, ["prune.block", "rows x cols"]),
+    ("[prune]\ninitial_sparsity = 0.9\nfinal_sparsity = 0.5\n", 2, ["above final_sparsity"]),
+    ("[prune]\nbegin_step = 10\nend_step = 5\n", 3, ["prune.end_step", "not after begin_step"]),
+    ("[prune.layers.fc1]\nfinal = 0.2\n", 2, ["prune.layers.fc1.final", "known keys"]),
+    ("[convert]\ntargets = [\"tpu\"]\n", 2, ["convert.targets", "'tpu'"]),
+    ("[prune]\nskip = [\"(\"]\n", 2, ["prune.skip", "regular expression"]),
+    ("[clusterr]\nclusters = 4\n", 1, ["clusterr", "did you mean `cluster`"]),
+])
+def test_recipe_errors_name_line_and_key(text, line, words):
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(text, "r.toml")
+    msg = str(e.value)
+    assert f"r.toml, line {line}:" in msg
+    for w in words:
+        assert w in msg
+
+
+def test_invalid_toml_and_missing_file(tmp_path):
+    with pytest.raises(RecipeError, match="not valid TOML"):
+        parse_recipe("[prune\nx=1", "bad.toml")
+    with pytest.raises(RecipeError, match="does not exist"):
+        load_recipe(tmp_path / "missing.toml")
+    with pytest.raises(RecipeError, match="built-in recipes"):
+        load_recipe("no-such-recipe")
