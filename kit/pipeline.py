@@ -90,7 +90,8 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
     if isinstance(model, str) and model in ZOO:
         model_name = model_name or model
         log(f"training the built-in {model} baseline on {dataset.name} ({teacher_epochs} epochs)")
-        model = build(model, num_classes=dataset.num_classes)
+        flat_input = dataset.x_train.shape[1:] if model == "lenet-300-100" else None
+        model = build(model, input_shape=flat_input, num_classes=dataset.num_classes)
         train_baseline(model, dataset.fit_to(model.input_shape[1:]), epochs=teacher_epochs, seed=recipe.seed)
         timings["baseline_training"] = time.perf_counter() - t_start
     elif isinstance(model, (str, Path)):

@@ -55,8 +55,8 @@ class LatencyStats:
     """Latency of one inference, in microseconds."""
 
     count: int
-    min_us: float
-    median_us: float
+    min_us: float | None
+    median_us: float | None  # None where a tool reports no percentiles (never invented)
     mean_us: float
     p90_us: float | None
     p99_us: float | None

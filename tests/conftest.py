@@ -25,3 +25,21 @@ def shared_file(relative: str) -> Path:
     if not path.exists():
         pytest.skip(f"{path} is absent")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_tflite(tmp_path_factory) -> Path:
+    """A small float32 .tflite (16 -> 8 -> 4 dense) converted by the real TFLite converter."""
+    import kit  # noqa: F401
+    import numpy as np
+    import tf_keras as keras
+
+    from kit.convert import ArtifactSpec, convert
+
+    keras.utils.set_random_seed(0)
+    model = keras.Sequential([keras.layers.InputLayer((16,)), keras.layers.Dense(8, activation="relu"),
+                              keras.layers.Dense(4)])
+    path = tmp_path_factory.mktemp("tiny") / "tiny.tflite"
+    path.write_bytes(convert(model, ArtifactSpec("float32")))
+    np.save(path.with_suffix(".npy"), np.ones((1, 16), np.float32))
+    return path

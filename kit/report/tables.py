@@ -31,7 +31,7 @@ def _cell(v: Any) -> str:
 
 
 def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) -> str:  # noqa: F821
-    headers = ["model", "target", "runtime", "delegate", "thr", "median us", "p90 us", "p99 us", "std us",
+    headers = ["model", "target", "runtime", "delegate", "thr", "mean us", "median us", "p90 us", "p99 us", "std us",
                "init us", "peak mem", "energy uJ/inf", ""]
     rows = []
     for r in results:
@@ -39,7 +39,7 @@ def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) ->
         rows.append([
             r.artifact.path.rsplit("/", 1)[-1], r.target, f"{r.device.runtime or '-'} {r.device.runtime_version or ''}".strip(),
             r.settings.delegate, r.settings.threads,
-            lat.median_us if lat else None, lat.p90_us if lat else None, lat.p99_us if lat else None,
+            lat.mean_us if lat else None, lat.median_us if lat else None, lat.p90_us if lat else None, lat.p99_us if lat else None,
             lat.std_us if lat else None, r.init_us,
             _bytes(r.peak_memory_bytes), r.energy_uj_per_inference,
             "estimate" if r.estimate else "",
