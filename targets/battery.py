@@ -17,6 +17,10 @@ The number is whole-phone battery power (screen, radios and the idle draw
 included) times the mean inference time. While the phone charges the battery
 current says nothing about the model, so energy is then refused with the
 reason, never estimated.
+
+Not yet checked against a real phone's fuel gauge (none was available): the
+tests feed fake sysfs files through an emulated phone and check the arithmetic
+by hand.
 """
 from __future__ import annotations
 
@@ -154,8 +158,9 @@ def energy_per_inference(power_w: list[float], inference_avg_us: float | None, c
     if inference_avg_us is None or not math.isfinite(inference_avg_us):
         return None, "benchmark_model reported no mean inference time"
     if len(power_w) < MIN_SAMPLES:
-        return None, (f"only {len(power_w)} battery sample(s) during the run; at least {MIN_SAMPLES} are needed: "
-                      "raise --runs so the run lasts several sampling periods")
+        return None, (f"only {len(power_w)} usable battery sample(s) during the run; at least {MIN_SAMPLES} are "
+                      f"needed: raise --runs so the run lasts several sampling periods, and check that "
+                      f"{config.battery_dir}/current_now and voltage_now are readable")
     charging = sum(1 for p in power_w if p <= 0)
     if charging:
         return None, (f"{charging} of {len(power_w)} battery samples show no discharge current: the phone drew "

@@ -98,6 +98,8 @@ class OpProfile:
 
 @dataclass
 class BenchmarkOutput:
+    """Everything one benchmark_model run printed that could be read with certainty."""
+
     warmup: RunStats | None = None
     inference: RunStats | None = None
     timings: InferenceTimings | None = None
