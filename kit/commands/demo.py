@@ -27,21 +27,21 @@ def run(args: argparse.Namespace) -> int:
     print("\nprofiling on this host (LiteRT, 1 thread) ...")
     rows = []
     with get_target("local") as host:
+        cpu = host.device_info().cpu
         for a in [result.baseline, *result.artifacts]:
             lit = a.check_on("litert")
             if a.shipped and lit is not None and lit.loads:
                 p = host.profile(a.path, RunSettings(runs=args.runs, warmup=20))
                 latency = p.latency.median_us
-                device = f"{p.device.cpu}"
             else:
-                latency, device = None, None
+                latency = None
             rows.append([a.name, "yes" if a.shipped else "no", a.bytes, f"{result.baseline.bytes / a.bytes:.1f}x",
                          _pct(a.accuracy), ", ".join(c.runtime for c in a.checks if c.loads and c.problem is None) or "none", latency,
                          "" if a.shipped else a.reason[:70]])
     print()
     print(format_table(["artifact", "shipped", "bytes", "smaller", "top-1", "runs correctly on", "median us", "why not shipped"],
                        rows))
-    print(f"\nhost: {device or 'this machine'}; data: {result.dataset}")
+    print(f"\nhost: {cpu}; data: {result.dataset}")
     print(f"report: {Path(args.out) / 'report.md'}   manifest: {Path(args.out) / 'manifest.json'}")
     return 0 if result.shipped else 1
 

@@ -97,8 +97,10 @@ def _norms(graph: ChannelGraph, p: str) -> list[Contribution]:
 def _bn_scales(graph: ChannelGraph) -> list[Contribution]:
     out = []
     for name, role in graph.roles.items():
+        if role.kind != "channelwise":
+            continue
         layer = graph.model.get_layer(name)
-        if role.kind == "channelwise" and type(layer).__name__ == "BatchNormalization" and layer.scale:
+        if type(layer).__name__ == "BatchNormalization" and layer.scale:
             atoms = graph.input_map(name)
             if atoms is not None:
                 out.append((np.abs(layer.gamma.numpy()), atoms))
@@ -190,9 +192,10 @@ def _apoz(graph: ChannelGraph, x, batch_size: int) -> list[Contribution]:
     model = graph.model
     probes = []
     for name, role in graph.roles.items():
+        if role.kind not in ("source", "separable", "passthrough", "depthwise"):
+            continue
         layer = model.get_layer(name)
-        if role.kind in ("source", "separable", "passthrough", "depthwise") and _is_relu(layer) \
-                and len(role.outputs) == 1 and graph.maps[role.outputs[0]] is not None:
+        if _is_relu(layer) and graph.maps[role.outputs[0]] is not None:
             probes.append((name, layer.output))
     if not probes:
         return []
