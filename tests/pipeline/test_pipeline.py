@@ -158,3 +158,27 @@ def test_unprunable_custom_layer_is_a_clear_error(digits, tmp_path):
         compress(model, parse_recipe("[prune]\nfinal_sparsity = 0.5\n"), digits, tmp_path, log=lambda *a: None)
     assert "scale" in str(e.value) and "prune.skip" in e.value.hint
     np.testing.assert_array_equal(model.layers[1].w.numpy(), np.ones(64))  # input model untouched
+
+
+def test_prune_cluster_qat_preserves_sparsity(baseline, digits, tmp_path):
+    """Pruning- and cluster-preserving QAT (PCQAT): the int8 artifact keeps the zeros and runs on TFLM."""
+    recipe = parse_recipe("""
+[prune]
+final_sparsity = 0.8
+[finetune]
+epochs = 3
+[cluster]
+clusters = 8
+[quantize]
+mode = ["qat"]
+[convert]
+sparse = "off"
+targets = ["litert", "tflm"]
+""")
+    r = compress(baseline, recipe, digits, tmp_path, log=lambda *a: None)
+    (a,) = r.artifacts
+    assert a.fmt == "int8" and a.shipped, a.reason
+    kernels = [t for t in a.tensors if t["dtype"] == "int8" and len(t["shape"]) == 2]
+    assert len(kernels) == 3 and all(t["sparsity"] >= 0.79 for t in kernels)
+    assert a.check_on("tflm").top1 > 0.85
+    assert "qat" in r.keras_accuracy
