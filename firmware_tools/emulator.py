@@ -11,8 +11,13 @@ the host CPU, not of a microcontroller — unless `modelled_latency_us` is given
 in which case a virtual clock advances by that many microseconds per inference
 (e.g. from a cycle model of a named MCU) and the board says so in `m-profile`.
 The board always names itself `prunekit-emulator` in `m-name-dut-[…]`.
+Models are checked with `read_tflite` and then run in this process: as on a real
+board, a model that crashes the TFLM runtime takes the board down, and the host
+sees its port vanish (`kit emulate` runs the board in a process of its own).
 
-Faults can be injected for tests: drop a line, prepend garbage bytes, reset
+With `extensions=False` it answers the kit's extra commands (model load, arena,
+input-format) with `e-[Unknown command: …]`, like a board running the MLPerf
+Tiny reference firmware. Faults can be injected for tests: drop a line, prepend garbage bytes, reset
 mid-answer, or vanish (close the port).
 """
 from __future__ import annotations
@@ -32,11 +37,10 @@ from typing import Callable, Iterator
 
 import numpy as np
 
-from firmware_tools.protocol import model_id
+from firmware_tools.protocol import EMULATOR_VENDOR, model_id
 from kit.errors import KitError, ModelError
 from kit.tflite_file import read_tflite
 
-VENDOR = "prunekit-emulator"
 FIRMWARE = "prunekit TFLM emulator 1"
 DEFAULT_ARENA_BYTES = 512 * 1024
 DEFAULT_FLASH_BYTES = 1024 * 1024
@@ -44,6 +48,8 @@ DEFAULT_INPUT_CAPACITY = 64 * 1024
 #: longest command accepted; the host's 32-byte hex chunks need 69
 COMMAND_SIZE = 1024
 FAULT_KINDS = ("drop-line", "garbage", "reset", "vanish")
+#: commands beyond the MLPerf Tiny reference firmware's; `extensions=False` answers them as unknown
+EXTENSIONS = ("model", "arena", "input-format")
 _GARBAGE = b"\xff\x00\x13#q~noise\r\n\xfe\x7fz\x80"
 _STDERR_LOCK = threading.Lock()
 
@@ -149,11 +155,12 @@ def _recorded_arena_bytes(interpreter) -> int | None:
 
 
 class EmulatedBoard:
-    """A board running `model` in TFLite Micro; serve it on a pty, a TCP port or a file descriptor."""
+    """A board running `model` in TFLite Micro; serve it on a pseudo-terminal or a TCP port."""
 
     def __init__(self, model: str | Path | bytes, *, name: str | None = None,
                  arena_bytes: int = DEFAULT_ARENA_BYTES, flash_bytes: int = DEFAULT_FLASH_BYTES,
-                 input_capacity: int = DEFAULT_INPUT_CAPACITY, modelled_latency_us: float | None = None):
+                 input_capacity: int = DEFAULT_INPUT_CAPACITY, modelled_latency_us: float | None = None,
+                 extensions: bool = True):
         if isinstance(model, bytes):
             data, name = model, name or "model"
         else:
@@ -164,6 +171,7 @@ class EmulatedBoard:
         if modelled_latency_us is not None and modelled_latency_us <= 0:
             raise KitError("the modelled latency must be > 0 µs")
         self.arena_bytes, self.flash_bytes, self.input_capacity = arena_bytes, flash_bytes, input_capacity
+        self.extensions = extensions
         self._flash = (data, name)
         self._clock = _Clock(modelled_latency_us)
         self._faults: list[Fault] = []
@@ -193,13 +201,13 @@ class EmulatedBoard:
         with self._lock:
             self._faults.append(fault)
 
-    def _take_fault(self, command: str) -> Fault | None:
+    def _pending_fault(self, command: str) -> Fault | None:
         with self._lock:
-            for f in self._faults:
-                if f.command == command and f.times > 0:
-                    f.times -= 1
-                    return f
-        return None
+            return next((f for f in self._faults if f.command == command and f.times > 0), None)
+
+    def _consume(self, fault: Fault) -> None:
+        with self._lock:
+            fault.times -= 1
 
     # -- protocol --------------------------------------------------------------------------------
 
@@ -216,8 +224,12 @@ class EmulatedBoard:
         """Lines answering one command (without its `%`), `m-ready` last; runs inferences lazily."""
         words = command.split()
         verb = words[0] if words else ""
-        if verb == "name":
-            yield f"m-name-dut-[{VENDOR}]"
+        if verb in EXTENSIONS and not self.extensions:
+            yield f"e-[Unknown command: {verb}]"
+        elif not verb:
+            pass  # an empty command is a no-op
+        elif verb == "name":
+            yield f"m-name-dut-[{EMULATOR_VENDOR}]"
         elif verb == "profile":
             yield self.profile_line
             yield f"m-model-[{self.model.id}]"
@@ -309,11 +321,18 @@ class EmulatedBoard:
             self._invoke()
         yield "m-warmup-done"
         yield f"m-infer-start-{n}"
-        yield f"m-lap-us-{self._clock.now_us()}"
+        start = self._clock.now_us()
         for _ in range(n):
             self._invoke()
-        yield f"m-lap-us-{self._clock.now_us()}"
+        end = self._clock.now_us()  # both stamps are sent after the loop so that serial output is not timed
+        yield f"m-lap-us-{start}"
+        yield f"m-lap-us-{end}"
         yield "m-infer-done"
+        # TFLM reuses the input tensor's arena memory for later activations, so the timed loop
+        # (input copied once, as in the MLPerf Tiny reference) leaves it clobbered: the reported
+        # results come from one more, untimed inference on a fresh copy of the input
+        self.model.set_input(bytes(self._input))
+        self.model.interpreter.invoke()
         self._results = self.model.results()
         yield self._results_line()
 
@@ -391,21 +410,27 @@ class EmulatedBoard:
             port.send(_lines([f"e-[Command too long: the limit is {COMMAND_SIZE} characters]", "m-ready"]))
             return True
         verb = command.split()[0] if command.split() else ""
-        fault = self._take_fault(verb)
-        if fault and fault.kind == "vanish":
-            self._vanish(port)
-            return False
-        if fault and fault.kind == "garbage":
-            port.send(_GARBAGE)
-        if fault and fault.kind == "reset" and not fault.line:
-            self._reset(port)
-            return True
+        fault = self._pending_fault(verb)
+        if fault and (fault.kind in ("vanish", "garbage") or not fault.line):
+            self._consume(fault)
+            if fault.kind == "vanish":
+                self._vanish(port)
+                return False
+            if fault.kind == "garbage":
+                port.send(_GARBAGE)
+            elif fault.kind == "reset":
+                self._reset(port)
+                return True
+            fault = None
         for line in self.handle(command):
-            if fault and fault.kind == "drop-line" and line.startswith(fault.line):
+            hit = fault is not None and line.startswith(fault.line)
+            if hit:
+                self._consume(fault)
+            if hit and fault.kind == "drop-line":
                 fault = None
                 continue
             port.send(_lines([line]))
-            if fault and fault.kind == "reset" and line.startswith(fault.line):
+            if hit and fault.kind == "reset":
                 self._reset(port)
                 return True
         return True
@@ -422,6 +447,11 @@ class EmulatedBoard:
         self._stop.set()
         port.close()
         self._close_all()
+
+    @property
+    def serving(self) -> bool:
+        """True while the board answers (False after `stop()` or a `vanish` fault)."""
+        return self._thread is not None and self._thread.is_alive() and not self._stop.is_set()
 
     def stop(self) -> None:
         """Stop serving and close the port. Safe to call twice."""

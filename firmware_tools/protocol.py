@@ -40,6 +40,8 @@ CHUNK_BYTES = 32
 #: lines a board prints while booting (reference firmware and the kit's own)
 BOOT_LINES = ("m-timestamp-mode-", "m-init-done")
 LAP_WRAP = 1 << 32
+#: the vendor string the kit's emulator gives in `m-name-dut-[…]`
+EMULATOR_VENDOR = "prunekit-emulator"
 
 _ERROR = re.compile(r"e-\[(.*)\]$")
 _UNKNOWN = re.compile(r"e-\[(unknown command|command not recognized)", re.IGNORECASE)
