@@ -113,7 +113,7 @@ def energy_per_inference(samples: list[PowerSample], window_end: float, active_s
         period = _median_period(samples)
         need = f"; at one sample every {period * 1e3:.0f} ms that needs >= {min_samples * period:.1f} s of timed runs" \
             if period else ""
-        return EnergyReading(None, None, f"{method}: the timed runs lasted {active_s * 1e3:.0f} ms and only "
+        return EnergyReading(None, None, f"{method}: the timed runs lasted {active_s * 1e3:.1f} ms and only "
                              f"{len(inside)} power sample(s) fell inside them (need {min_samples}){need}: "
                              "use more --runs")
     mean_w = _time_weighted_mean(inside)
@@ -121,7 +121,8 @@ def energy_per_inference(samples: list[PowerSample], window_end: float, active_s
     note = (f"{method}: mean {mean_w:.3f} W over {len(inside)} samples in the last {active_s:.3f} s before the "
             f"runner exited, x {active_s / runs * 1e6:.1f} us per inference")
     if idle_w is not None:
-        note += f"; idle before the run {idle_w:.3f} W, so {(mean_w - idle_w) * active_s / runs * 1e6:.1f} uJ above idle"
+        above = round((mean_w - idle_w) * active_s / runs * 1e6, 1) + 0.0  # + 0.0: no "-0.0"
+        note += f"; idle before the run {idle_w:.3f} W, so {above:.1f} uJ above idle"
     return EnergyReading(uj, method, note)
 
 

@@ -15,12 +15,19 @@ from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, R
 RUNNER = Path(__file__).with_name("litert_runner.py")
 
 
-def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None) -> list[str]:
-    """Command-line arguments for the runner (after the interpreter and runner path)."""
+def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None,
+                input_path: str | None = None) -> list[str]:
+    """Command-line arguments for the runner (after the interpreter and runner path).
+
+    `input_path` is where the input batch lies on the device (defaults to `settings.input_path`).
+    """
     args = [model, "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--delegate", settings.delegate]
     if delegate_library:
         args += ["--delegate-library", delegate_library]
+    input_path = input_path or settings.input_path
+    if input_path:
+        args += ["--input", input_path]
     return args
 
 

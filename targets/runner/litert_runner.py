@@ -111,7 +111,12 @@ def main(argv=None):
     if a.delegate == "none":
         kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
     elif a.delegate == "edgetpu":
-        kwargs["experimental_delegates"] = [mod.load_delegate(a.delegate_library or "libedgetpu.so.1")]
+        library = a.delegate_library or "libedgetpu.so.1"
+        try:
+            kwargs["experimental_delegates"] = [mod.load_delegate(library)]
+        except (ValueError, OSError, RuntimeError) as e:
+            print(json.dumps({"error": f"cannot load the delegate library {library}: {e}"}))
+            return 5
     elif a.delegate not in ("default", "xnnpack"):
         print(json.dumps({"error": f"delegate {a.delegate!r} is not available in the Python runtime"}))
         return 3

@@ -86,3 +86,12 @@ def test_unknown_scheme_and_profile(tmp_path):
     p.write_text('name = "b"\nformats = ["int8"]\ncolour = "red"\n')
     with pytest.raises(KitError, match="unknown key"):
         load_profile(p)
+
+
+def test_input_file_is_used(tiny_tflite, tmp_path):
+    zeros, ones = tmp_path / "zeros.npy", tiny_tflite.with_suffix(".npy")
+    np.save(zeros, np.zeros((1, 16), np.float32))
+    t = get_target("local")
+    a = t.run(t.deploy(tiny_tflite), RunSettings(runs=1, input_path=str(zeros)))["result"]["output_checksum"]
+    b = t.run(t.deploy(tiny_tflite), RunSettings(runs=1, input_path=str(ones)))["result"]["output_checksum"]
+    assert a != b
