@@ -316,31 +316,35 @@ def _functional(config: dict, layer_cfgs: list, p: Path):
     import tf_keras as keras
 
     tensors: dict[tuple[str, int, int], Any] = {}
-    pending = list(layer_cfgs)
     layers: dict[str, Any] = {}
+    # one entry per call of a layer; a shared layer's later calls may wait for layers listed after it
+    pending = [(cfg, None) if cfg["class_name"] == "InputLayer" else (cfg, i)
+               for cfg in layer_cfgs for i in range(max(1, len(cfg.get("inbound_nodes") or [])))]
     while pending:
         progress = False
-        for cfg in list(pending):
+        for entry in list(pending):
+            cfg, i = entry
             name = cfg["config"]["name"]
-            nodes = cfg.get("inbound_nodes") or []
-            if cfg["class_name"] == "InputLayer":
+            if i is None:
                 c = cfg["config"]
                 tensors[(name, 0, 0)] = keras.Input(batch_shape=c.get("batch_shape") or c.get("batch_input_shape"),
                                                     dtype=_dtype(c.get("dtype"), name, p), name=name)
             else:
-                if not all(r in tensors for node in nodes for r in _refs(node)):
+                nodes = cfg.get("inbound_nodes") or []
+                if not nodes:
+                    raise ModelError(f"{p}: layer {name!r} is not connected to the graph")
+                if not all(r in tensors for r in _refs(nodes[i])):
                     continue
-                layer = layers.setdefault(name, _layer(cfg, p))
-                for i, node in enumerate(nodes):
-                    args, kwargs = _node_call(node, tensors, name, p)
-                    outs = tf.nest.flatten(layer(*args, **kwargs))
-                    for j, t in enumerate(outs):
-                        tensors[(name, i, j)] = t
-            pending.remove(cfg)
+                if name not in layers:
+                    layers[name] = _layer(cfg, p)
+                args, kwargs = _node_call(nodes[i], tensors, name, p)
+                for j, t in enumerate(tf.nest.flatten(layers[name](*args, **kwargs))):
+                    tensors[(name, i, j)] = t
+            pending.remove(entry)
             progress = True
         if not progress:
             raise ModelError(f"{p}: config.json describes a graph whose layers cannot be connected "
-                             f"({', '.join(c['config']['name'] for c in pending)})")
+                             f"({', '.join(c['config']['name'] for c, _ in pending)})")
     inner = config["config"]
 
     def ends(key: str) -> list:

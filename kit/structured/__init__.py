@@ -19,7 +19,7 @@ from kit import _env  # noqa: F401
 from kit.structured.cost import ModelCost, cost_table, model_cost
 from kit.structured.graph import ChannelGraph, build_graph
 from kit.structured.importance import CRITERIA, unit_scores
-from kit.structured.select import SCOPES, GroupPlan, select
+from kit.structured.select import SCOPES, GroupPlan, check_arguments, select
 from kit.structured.surgery import rebuild
 
 
@@ -58,7 +58,7 @@ class StructuredReport:
 class StructuredResult:
     model: object
     kept: dict[str, list[int]]  # surviving output channels of every Conv/Dense/SeparableConv layer
-    kept_inputs: dict[str, list[int]]  # surviving input channels of every layer whose input shrank
+    kept_inputs: dict[str, list[int]]  # surviving input channels of every layer with weights whose input shrank
     report: StructuredReport
 
 
@@ -73,6 +73,7 @@ def prune_channels(model, ratio: float = 0.5, criterion: str = "l1", per_layer: 
     ratio, ranked within its group. round_to keeps channel counts a multiple of it where pruning happens. skip names
     layers whose output channels stay. The original model is not modified.
     """
+    check_arguments(ratio, scope, round_to)
     graph = build_graph(model, skip)
     scores, score_notes = unit_scores(graph, criterion, calib_data, calib_labels)
     keep, plans, select_notes = select(graph, scores, ratio, per_layer, scope, round_to)

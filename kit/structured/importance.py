@@ -53,7 +53,7 @@ def unit_scores(graph: ChannelGraph, criterion: str, calib_data=None, calib_labe
 
 def _why_blind(criterion: str) -> str:
     return {"bn_scale": "no BatchNormalization after them", "apoz": "no ReLU after them",
-            "taylor": "no gradient reaches them", "l2": "no weights"}[criterion]
+            "taylor": "no gradient reaches them"}[criterion]
 
 
 def _aggregate(graph: ChannelGraph, contributions: Sequence[Contribution]) -> tuple[np.ndarray, np.ndarray]:
@@ -132,48 +132,46 @@ def _taylor(graph: ChannelGraph, x, y, batch_size: int) -> list[Contribution]:
         variables.append([kernel] + ([layer.bias] if getattr(layer, "use_bias", False) else []))
     flat = [v for vs in variables for v in vs]
     totals = [np.zeros(int(vs[0].shape[-1])) for vs in variables]
-    loss_fn = None
+    targets, loss_fn = _targets(model, x, y, batch_size)
     batches = 0
     for start, xb in _batches(x, batch_size):
         with tf.GradientTape() as tape:
-            out = model(xb, training=False)
-            if loss_fn is None:
-                loss_fn = _loss_for(out.numpy(), None if y is None else np.asarray(y))
-            yb = None if y is None else np.asarray(y[start:start + batch_size])
-            loss = loss_fn(out, yb)
-        grads = tape.gradient(loss, flat)
-        i = 0
-        for j, vs in enumerate(variables):
+            loss = loss_fn(targets[start:start + batch_size], model(xb, training=False))
+        grads = iter(tape.gradient(loss, flat))
+        for total, vs in zip(totals, variables):
             for v in vs:
-                g = grads[i]
-                i += 1
-                if g is None:
-                    continue
-                wg = np.abs(v.numpy() * g.numpy())
-                totals[j] += wg.reshape(-1, wg.shape[-1]).sum(axis=0)
+                g = next(grads)
+                if g is not None:
+                    wg = np.abs(v.numpy() * g.numpy())
+                    total += wg.reshape(-1, wg.shape[-1]).sum(axis=0)
         batches += 1
     return [(t / batches, graph.sources[n]) for t, n in zip(totals, names) if np.any(t > 0)]
 
 
-def _loss_for(first_out: np.ndarray, y: np.ndarray | None):
-    """Cross-entropy against labels (or the model's own top class), or MSE for regression targets."""
+def _targets(model, x, y, batch_size: int):
+    """Class labels (given, or the model's own top class) with cross-entropy; regression targets with MSE."""
     import tensorflow as tf
 
-    probs = bool(np.all(first_out >= 0) and np.allclose(first_out.sum(axis=-1), 1.0, atol=1e-3))
-    classifier = first_out.shape[-1] > 1
-    if y is not None and y.ndim == first_out.ndim and y.shape[-1] == first_out.shape[-1] and not (
-            classifier and y.ndim == 1):
-        return lambda out, yb: tf.reduce_mean(tf.square(out - tf.cast(yb, out.dtype)))
-    if not classifier:
-        raise DataError("the taylor criterion needs labels shaped like the model output for a single-output "
-                        "regression model", "pass calib_labels")
+    out = model.predict(x, batch_size=batch_size, verbose=0)
+    n = len(out)
+    if y is not None and len(y) != n:
+        raise DataError(f"calib_labels has {len(y)} entries for {n} calibration inputs")
+    if out.shape[-1] == 1 or out.ndim != 2:
+        if y is None:
+            raise DataError("the taylor criterion needs calib_labels for a model that is not a classifier")
+        targets = np.asarray(y, dtype=np.float32).reshape(out.shape)
+        return targets, lambda t, o: tf.reduce_mean(tf.square(o - t))
+    if y is None:
+        labels = out.argmax(axis=-1)
+    else:
+        y = np.asarray(y)
+        labels = y.argmax(axis=-1) if y.ndim == 2 and y.shape[1] == out.shape[1] else y.reshape(n)
+    probs = bool(np.all(out >= 0) and np.allclose(out.sum(axis=-1), 1.0, atol=1e-3))
 
-    def ce(out, yb):
-        labels = tf.argmax(out, axis=-1) if yb is None else tf.cast(tf.reshape(yb, [-1]), tf.int64)
-        labels = tf.stop_gradient(labels)
-        return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(labels, out, from_logits=not probs))
+    def cross_entropy(t, o):
+        return tf.reduce_mean(tf.keras.losses.sparse_categorical_crossentropy(t, o, from_logits=not probs))
 
-    return ce
+    return labels.astype(np.int64), cross_entropy
 
 
 def _is_relu(layer) -> bool:

@@ -26,11 +26,7 @@ class GroupPlan:
 def select(graph: ChannelGraph, scores: np.ndarray, ratio: float, per_layer: dict[str, float] | None = None,
            scope: str = "global", round_to: int = 1) -> tuple[np.ndarray, list[GroupPlan], list[str]]:
     """Return `keep` (bool per root atom), one plan per group, and notes."""
-    _check_ratio(ratio, "ratio")
-    if scope not in SCOPES:
-        raise KitError(f"unknown ranking scope {scope!r}", f"use one of {', '.join(SCOPES)}")
-    if int(round_to) != round_to or round_to < 1:
-        raise KitError(f"round_to must be a positive integer, got {round_to!r}")
+    check_arguments(ratio, scope, round_to)
     round_to = int(round_to)
     notes: list[str] = []
     own = _per_layer_ratios(graph, per_layer or {}, notes)
@@ -54,6 +50,15 @@ def select(graph: ChannelGraph, scores: np.ndarray, ratio: float, per_layer: dic
         ranking = "fixed" if not len(g.units) else ("layer" if i in own else "global")
         plans.append(GroupPlan(g.layers, g.size, after, own.get(i, ratio if len(g.units) else 0.0), ranking))
     return keep, plans, notes
+
+
+def check_arguments(ratio: float, scope: str, round_to: int) -> None:
+    """Refuse bad settings before any expensive scoring."""
+    _check_ratio(ratio, "ratio")
+    if scope not in SCOPES:
+        raise KitError(f"unknown ranking scope {scope!r}", f"use one of {', '.join(SCOPES)}")
+    if not isinstance(round_to, (int, np.integer)) or round_to < 1:
+        raise KitError(f"round_to must be a positive integer, got {round_to!r}")
 
 
 def _check_ratio(r: float, what: str) -> None:

