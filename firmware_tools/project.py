@@ -1,0 +1,211 @@
+"""An Arduino/PlatformIO firmware project that runs a model with TFLite Micro behind the serial protocol.
+
+Steps: check the model is full-int8 with ops TFLM has kernels for; compress it
+(per tensor LUT, prune or none) and check in the TFLM runtime that the
+compressed model gives exactly the original outputs; measure the arena; write
+the C array, the op resolver, the settings header, `main.cpp`, the protocol C
+code and `platformio.ini`. Nothing here runs on a board: the numbers come from
+the TFLM runtime on the host and the estimates are labelled as such.
+"""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from string import Template
+
+import numpy as np
+
+from firmware_tools.arena import MemoryReport, measure_memory, with_margin
+from firmware_tools.c_array import render_model_array
+from firmware_tools.compress import METHODS, Compression, check_micro_model, compress_model
+from firmware_tools.estimate import Estimate, estimate
+from firmware_tools.op_resolver import render_resolver, resolver_methods
+from firmware_tools.tflm import run_model, search_arena
+from kit.errors import KitError, ModelError
+from kit.tflite_file import TFLiteInfo, read_tflite
+
+TEMPLATES = Path(__file__).parent / "templates"
+#: PlatformIO environment -> MCU profile of its chip (for the estimate)
+BOARDS = {"nucleo_l4r5zi": "cortex-m4f-120", "nucleo_f767zi": "cortex-m7-216", "esp32-s3-devkitc-1": "esp32-s3-240"}
+MANIFEST = "kit_firmware.json"
+VENDOR = "prunekit"
+FIRMWARE = "prunekit TFLM firmware 1"
+#: command buffer of the protocol parser; `db` chunks of 32 bytes need 69
+COMMAND_BYTES = 256
+_VERIFY_SAMPLES = 8
+_PROTOCOL_FILES = ("th_protocol.h", "th_protocol.c")
+
+
+@dataclass
+class FirmwareProject:
+    out_dir: Path
+    board: str
+    source_bytes: int  # the model as given
+    compression: Compression | None
+    memory: MemoryReport
+    arena_size: int  # written into the firmware: measured minimum + margin
+    ops: list[tuple[str, str]]
+    estimate: Estimate
+    files: list[Path]
+    protocol_missing: list[str]  # protocol files not found in templates/protocol
+
+
+def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "nucleo_l4r5zi",
+                     methods: tuple[str, ...] = METHODS, baud: int = 115200) -> FirmwareProject:
+    """Write the firmware project for `model_path` into `out_dir`; `methods=()` skips compression."""
+    if board not in BOARDS:
+        raise KitError(f"unknown board {board!r}", f"use one of {', '.join(BOARDS)}")
+    path = Path(model_path)
+    data = path.read_bytes() if path.is_file() else None
+    if data is None:
+        raise ModelError(f"{path} does not exist or is not a file")
+    info = read_tflite(data)
+    check_micro_model(info, where=str(path))
+    resolver_methods(info)  # refuse ops without a TFLM kernel before any work
+    out = _prepare_dir(Path(out_dir))
+
+    compression = compress_model(data, methods) if methods else None
+    model = compression.model if compression else data
+    model_info = read_tflite(model)
+    ops = resolver_methods(model_info)
+    memory = measure_memory(model)
+    if compression and compression.compressed:
+        _verify_identical(data, model, info, memory.arena.min_bytes)
+    arena_size = with_margin(memory.arena_bytes)
+    est = estimate(model_info, BOARDS[board])
+
+    from firmware_tools.protocol import model_id
+
+    values = _settings(model_info, ops, path.stem, model, memory, arena_size, board, baud,
+                       model_id(path.stem, model))
+    files: dict[str, str] = {}
+    files["src/model_data.h"], files["src/model_data.cc"] = render_model_array(model, source_label=path.name)
+    files["src/op_resolver.h"], files["src/op_resolver.cc"] = render_resolver(ops)
+    files["src/model_settings.h"] = _settings_header(values)
+    files["src/main.cpp"] = _template("firmware/main.cpp", values)
+    files["platformio.ini"] = _template("firmware/platformio.ini", values)
+    files["lib/tflite-micro/library.json"] = (TEMPLATES / "firmware/library.json").read_text()
+    files["README.md"] = _template("firmware/README.md", values)
+    written = []
+    for rel, text in files.items():
+        target = out / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+        written.append(target)
+    missing = []
+    for name in _PROTOCOL_FILES:
+        src = TEMPLATES / "protocol" / name
+        if src.is_file():
+            shutil.copyfile(src, out / "src" / name)
+            written.append(out / "src" / name)
+        else:
+            missing.append(name)
+    project = FirmwareProject(out, board, len(data), compression, memory, arena_size, ops, est, written, missing)
+    (out / MANIFEST).write_text(json.dumps(_manifest(project, path), indent=2))
+    return project
+
+
+def _prepare_dir(out: Path) -> Path:
+    """Create `out`, or reuse it if empty or a previous `kit firmware` project; never clobber other files."""
+    if out.exists() and not out.is_dir():
+        raise KitError(f"{out} exists and is not a directory", "choose another output directory with -o")
+    if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
+        raise KitError(f"{out} is not empty and is not a `kit firmware` project",
+                       "choose a new or empty output directory with -o")
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def _verify_identical(original: bytes, compressed: bytes, info: TFLiteInfo, compressed_arena: int) -> None:
+    """Random inputs through both models in the TFLM runtime: the outputs must be bit-identical."""
+    rng = np.random.default_rng(0)
+    inputs = []
+    for index in info.inputs:
+        t = info.tensor(index)
+        dtype = np.dtype(t.dtype)
+        if dtype.kind in "iu":
+            lo, hi = np.iinfo(dtype).min, np.iinfo(dtype).max
+            inputs.append(rng.integers(lo, hi, size=(_VERIFY_SAMPLES, *t.shape), endpoint=True).astype(dtype))
+        else:
+            inputs.append(rng.standard_normal((_VERIFY_SAMPLES, *t.shape)).astype(dtype))
+    expected = run_model(original, inputs, search_arena(original).min_bytes)
+    got = run_model(compressed, inputs, compressed_arena)
+    for i, (a, b) in enumerate(zip(expected, got)):
+        if not np.array_equal(a, b):
+            raise ModelError(f"the compressed model's output {i} differs from the original's in the TFLM runtime",
+                             "this is a bug in the compressor; generate the firmware with --compress none")
+
+
+def _settings(info: TFLiteInfo, ops: list[tuple[str, str]], name: str, model: bytes, memory: MemoryReport, arena_size: int, board: str,
+              baud: int, model_id: str) -> dict[str, str]:
+    ins = [info.tensor(i) for i in info.inputs]
+    input_bytes = sum(t.elements * np.dtype(t.dtype).itemsize for t in ins)
+    dtypes = "+".join(sorted({t.dtype for t in ins}))
+    shapes = "+".join("x".join(str(d) for d in t.shape) for t in ins)
+    return {
+        "model_name": name, "board": board, "baud": str(baud), "flash_bytes": str(len(model)),
+        "arena_size": str(arena_size), "arena_min": str(memory.arena_bytes),
+        "decompression_bytes": str(memory.decompression_memory_bytes), "input_bytes": str(input_bytes),
+        "input_format": f"dtype={dtypes},shape={shapes},bytes={input_bytes}", "model_id": model_id,
+        "ops": ", ".join(op for op, _ in ops),
+    }
+
+
+def _settings_header(v: dict[str, str]) -> str:
+    return f"""// Settings of the firmware for {_c_comment(v['model_name'])}. Generated by `kit firmware`.
+#ifndef KIT_MODEL_SETTINGS_H_
+#define KIT_MODEL_SETTINGS_H_
+
+#include <stddef.h>
+
+// Measured minimum {v['arena_min']} bytes in the TFLite Micro runtime, plus a margin.
+constexpr size_t kTensorArenaSize = {v['arena_size']};
+// Separate memory for weights decoded by DECODE ops; 0: they are planned inside the arena.
+#define KIT_DECOMPRESSION_MEMORY_SIZE {v['decompression_bytes']}
+constexpr size_t kInputBytes = {v['input_bytes']};
+constexpr size_t kCommandBytes = {COMMAND_BYTES};
+constexpr unsigned long kBaudRate = {v['baud']};
+constexpr char kModelId[] = {_c_string(v['model_id'])};
+constexpr char kInputFormat[] = {_c_string(v['input_format'])};
+constexpr char kVendor[] = {_c_string(VENDOR)};
+constexpr char kFirmware[] = {_c_string(FIRMWARE)};
+
+#endif  // KIT_MODEL_SETTINGS_H_
+"""
+
+
+def _c_string(text: str) -> str:
+    """A C string literal holding printable ASCII only (names come from untrusted file names)."""
+    safe = "".join(c if 32 <= ord(c) < 127 and c not in '"\\?' else "_" for c in text)
+    return f'"{safe}"'
+
+
+def _c_comment(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.+-]", "_", text)
+
+
+def _template(rel: str, values: dict[str, str]) -> str:
+    safe = {k: _c_comment(v) if k == "model_name" else v for k, v in values.items()}
+    return Template((TEMPLATES / rel).read_text()).substitute(safe)
+
+
+def _manifest(p: FirmwareProject, source: Path) -> dict:
+    c = p.compression
+    return {
+        "source": str(source), "board": p.board, "mcu_profile": BOARDS[p.board],
+        "source_bytes": p.source_bytes, "flash_bytes": p.memory.flash_bytes,
+        "arena_min_bytes": p.memory.arena_bytes, "arena_size": p.arena_size,
+        "decompression_bytes": p.memory.decompression_memory_bytes, "ram_bytes": p.memory.ram_bytes,
+        "arena_step_below_fails": {"bytes": p.memory.arena.failed_bytes, "runtime": p.memory.arena.failure},
+        "ops": [op for op, _ in p.ops],
+        "tensors": [] if c is None else [
+            {"name": t.name, "shape": t.shape, "dtype": t.dtype, "method": t.method, "bytes": t.original_bytes,
+             "candidates": t.candidates, "saved_bytes": t.saved_bytes, "detail": t.detail} for t in c.choices],
+        "estimate": {"profile": p.estimate.profile, "latency_us": p.estimate.latency_us,
+                     "energy_uj": p.estimate.energy_uj, "macs": p.estimate.macs,
+                     "note": "estimate from a cycles-per-op model, not a measurement"},
+        "protocol_files_missing": p.protocol_missing,
+    }
