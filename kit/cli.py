@@ -20,6 +20,11 @@ COMMANDS = {
     "firmware": "firmware",
     "emulate": "emulate",
     "sensitivity": "sensitivity",
+    "farm": "farm",
+    "run": "run",
+    "results": "results",
+    "report": "report",
+    "export": "export",
 }
 
 

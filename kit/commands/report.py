@@ -1,0 +1,25 @@
+"""Write one self-contained HTML page for a farm run: winners, latency distributions, Pareto fronts, energy.
+
+Examples:
+  kit report runs/release -o report.html
+"""
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (the pipeline's `out`)")
+    p.add_argument("-o", "--out", default=None, help="HTML file to write (default: RUN/report.html)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from kit.farm.html_report import write_report
+    from kit.farm.rundata import load_run
+
+    run_data = load_run(args.run)
+    path = write_report(run_data, args.out or Path(args.run) / "report.html")
+    print(f"wrote {path}")
+    return 0

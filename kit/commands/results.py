@@ -1,0 +1,93 @@
+"""Query a farm run's measurements: filter, print, export CSV, or compare with an earlier run.
+
+RUN is the `out` folder of `kit run` (its run.json and results store).
+
+Examples:
+  kit results runs/release
+  kit results runs/release --class mcu-m4 --status failed
+  kit results runs/release --csv results.csv
+  kit results runs/release --compare runs/main --fail-on-regression 10
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import fnmatch
+import sys
+
+from kit.errors import KitError
+
+_CSV_COLUMNS = ("artifact", "artifact_sha256", "format", "bytes", "accuracy", "device", "device_class", "profile",
+                "status", "latency_median_us", "latency_mean_us", "latency_p90_us", "latency_p99_us",
+                "latency_min_us", "latency_max_us", "latency_std_us", "latency_count", "init_us", "peak_memory_bytes",
+                "memory_method", "energy_uj", "energy_method", "estimate", "attempts", "seconds", "finished", "error")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run", help="run folder (the pipeline's `out`)")
+    p.add_argument("--device", action="append", default=[], metavar="PATTERN", help="device name (wildcards ok)")
+    p.add_argument("--class", dest="device_class", action="append", default=[], metavar="PATTERN",
+                   help="device class (wildcards ok)")
+    p.add_argument("--artifact", action="append", default=[], metavar="PATTERN",
+                   help="artifact label model/recipe/name or sha256 prefix (wildcards ok, any case)")
+    p.add_argument("--status", choices=("ok", "failed"), default=None)
+    p.add_argument("--csv", default=None, metavar="FILE", help="write the rows as CSV ('-' for stdout)")
+    p.add_argument("--compare", default=None, metavar="RUN", help="compare median latencies with an earlier run")
+    p.add_argument("--fail-on-regression", type=float, default=None, metavar="PCT",
+                   help="with --compare: exit 1 when a median latency is more than PCT %% above the earlier run's")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kit.farm.rundata import load_run
+    from kit.report.tables import format_table
+
+    if args.fail_on_regression is not None and not args.compare:
+        raise KitError("--fail-on-regression needs --compare RUN")
+    run_data = load_run(args.run)
+    rows = [_row(run_data, m) for m in run_data.measurements]
+    rows = [r for r in rows if _keep(r, args)]
+    if args.csv:
+        out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="")
+        try:
+            writer = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+        finally:
+            if out is not sys.stdout:
+                out.close()
+        if args.csv != "-":
+            print(f"wrote {len(rows)} row(s) to {args.csv}")
+    else:
+        table = [[r["artifact"], r["format"], r["device"], r["device_class"], r["status"], r["latency_median_us"],
+                  r["latency_p99_us"], r["peak_memory_bytes"], r["energy_uj"], "estimate" if r["estimate"] else "",
+                  (r["error"] or "")[:80]] for r in rows]
+        print(format_table(["artifact", "format", "device", "class", "status", "median us", "p99 us", "peak mem B",
+                            "energy uJ", "", "error"], table))
+        print(f"{len(rows)} row(s)")
+    if args.compare:
+        from kit.commands.run import changes_table
+        from kit.farm.compare import compare_runs
+
+        threshold = args.fail_on_regression
+        changes = compare_runs(run_data, load_run(args.compare), threshold if threshold is not None else 0.0)
+        print(changes_table(changes))
+        if threshold is not None and any(c.regressed for c in changes):
+            print(f"latency regression above {threshold:g} % against {args.compare}", file=sys.stderr)
+            return 1
+    return 0
+
+
+def _row(run, m: dict) -> dict:
+    a = run.artifacts.get(m["artifact_sha256"])
+    return {**m, "artifact": a.label if a else m["artifact_sha256"][:12], "format": a.fmt if a else None,
+            "bytes": a.bytes if a else None, "accuracy": a.accuracy if a else None}
+
+
+def _keep(r: dict, args: argparse.Namespace) -> bool:
+    def match(value, patterns) -> bool:
+        return not patterns or any(fnmatch.fnmatchcase(str(value), p) for p in patterns)
+
+    artifact_ok = not args.artifact or any(fnmatch.fnmatchcase(r["artifact"].lower(), p.lower()) or
+                                           r["artifact_sha256"].startswith(p.lower()) for p in args.artifact)
+    return (match(r["device"], args.device) and match(r["device_class"], args.device_class) and artifact_ok
+            and (args.status is None or r["status"] == args.status))

@@ -1,0 +1,1 @@
+"""Device farm: inventory, concurrent profiling, results store, selection, report and app-build export."""
