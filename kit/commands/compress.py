@@ -3,11 +3,19 @@
 Examples:
   kit compress model.h5 --recipe default --data mnist5k -o runs/a
   kit compress lenet5 --recipe my.toml --data data.npz -o runs/b    # built-in architecture, trained first
+  kit compress lenet-300-100 --recipe best --budget accuracy-drop=0.5 -o runs/c   # per-layer sparsity chosen
+  kit compress model.h5 --budget accuracy-drop=1 --objective latency --target local -o runs/d
+
+With --budget, per-layer sparsity is chosen automatically (kit/budget.py): sensitivity on a validation split
+held out from the training data, a greedy allocation path, and fine-tuned probes along it; every shipped
+artifact's drop on that split, plus one standard error (--sigmas), stays within the budget. The choice is
+recorded in budget.json and in the manifest; the test split is only reported.
 """
 from __future__ import annotations
 
 import argparse
 
+from kit.errors import KitError
 from kit.report.run_report import COMPARISON_HEADERS, comparison_rows
 from kit.report.tables import format_table
 
@@ -18,9 +26,51 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k", help="digits | mnist5k | path to .npz (default: mnist5k)")
     p.add_argument("-o", "--out", default="runs/compress", help="output folder")
     p.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N test samples only")
+    p.add_argument("--budget", default=None, metavar="accuracy-drop=P",
+                   help="choose per-layer sparsity so every shipped artifact loses at most P top-1 points on a "
+                        "validation split")
+    p.add_argument("--objective", choices=("size", "latency"), default=None,
+                   help="with --budget: what the chosen sparsity buys (default: size)")
+    p.add_argument("--target", default=None,
+                   help="with --budget: device to measure latency on (default for --objective latency: local)")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="with --budget: fraction of the training data held out for validation (default: 0.2)")
+    p.add_argument("--max-probes", type=int, default=8,
+                   help="with --budget: most fine-tuned pipeline runs of the search (default: 8)")
+    p.add_argument("--sigmas", type=float, default=1.0,
+                   help="with --budget: a setting passes when its validation drop plus this many standard errors "
+                        "is within the budget (default: 1; 0 = the drop alone)")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.budget is None:
+        if args.objective is not None or args.target is not None:
+            raise KitError("--objective and --target choose what the budget search optimizes",
+                           "add --budget accuracy-drop=P, or drop them")
+        return _plain(args)
+    if args.eval_samples is not None:
+        raise KitError("--eval-samples cannot be combined with --budget",
+                       "the budget search reports the whole test split; drop --eval-samples")
+    if args.max_probes < 1:
+        raise KitError(f"--max-probes must be at least 1, got {args.max_probes}")
+    from kit.budget import parse_budget, search
+
+    result = search(args.model, args.recipe, args.data, args.out, parse_budget(args.budget),
+                    objective=args.objective or "size", target=args.target, val_fraction=args.val_fraction,
+                    max_probes=args.max_probes, sigmas=args.sigmas)
+    print()
+    print(format_table(COMPARISON_HEADERS, comparison_rows(result.run)))
+    print(f"\nper-layer sparsity chosen for {result.budget} ({result.objective}):")
+    print(result.layer_table())
+    print()
+    print(result.table())
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"\nwrote {result.out_dir}/ (manifest.json, report.md, budget.json, budget.md, sensitivity/)")
+    return 0 if result.run.shipped else 1
+
+
+def _plain(args: argparse.Namespace) -> int:
     from kit.pipeline import compress
 
     result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out, eval_samples=args.eval_samples)

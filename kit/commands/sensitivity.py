@@ -1,0 +1,111 @@
+"""Per-layer sensitivity: prune each layer alone at several ratios and measure the accuracy drop (and latency).
+
+Examples:
+  kit sensitivity model.h5 --data mnist5k -o runs/sens
+  kit sensitivity lenet-300-100 --data digits --ratios 0.5,0.9,0.95 --structured
+  kit sensitivity model.h5 --data data.npz --granularity block --block 1x4 --target local
+
+Scores come from a validation split held out from the training data (the last --val-fraction of it), never from
+the test split. Writes sensitivity.csv, sensitivity.md, sensitivity.json and plots/<layer>.png.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+
+from kit.errors import KitError
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("model", help=".h5, .keras, SavedModel folder, or a built-in name (trained first)")
+    p.add_argument("--data", required=True, help="digits | mnist5k | path to .npz")
+    p.add_argument("-o", "--out", default="runs/sensitivity", help="output folder (default: runs/sensitivity)")
+    p.add_argument("--ratios", default="0.5,0.7,0.9,0.95", help="comma-separated fractions to remove")
+    p.add_argument("--structured", action="store_true", help="also remove whole output channels (kit.structured)")
+    p.add_argument("--criterion", default="l1", help="structured importance: l1 | l2 | bn_scale | taylor | apoz")
+    p.add_argument("--granularity", choices=("unstructured", "block"), default="unstructured",
+                   help="one-shot pruning pattern (default: unstructured)")
+    p.add_argument("--block", default="1x4", help="block rows x cols in the runtime's [out, in] layout (default 1x4)")
+    p.add_argument("--target", default=None, help="also measure the median latency of every variant there")
+    p.add_argument("--runtime", choices=("litert", "litert-builtin"), default="litert",
+                   help="with --target: LiteRT's default delegate or built-in kernels only")
+    p.add_argument("--format", dest="fmt", choices=("float32", "int8"), default="float32",
+                   help="with --target: the format the variants are converted to")
+    p.add_argument("--val-fraction", type=float, default=0.2,
+                   help="training data held out for validation (default 0.2)")
+    p.add_argument("--epochs", type=int, default=20, help="training epochs of a built-in model (default 20)")
+
+
+def run(args: argparse.Namespace) -> int:
+    from kit.data import load_data
+    from kit.models import ZOO, build, load_model, train_baseline
+    from kit.recipe import PruneStep
+    from kit.sensitivity import analyze, split_validation
+
+    ratios = _ratios(args.ratios)
+    block = _block(args.block)
+    data = load_data(args.data)
+    if args.model in ZOO:
+        model = build(args.model, input_shape=data.x_train.shape[1:] if args.model == "lenet-300-100" else None,
+                      num_classes=data.num_classes)
+        split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
+        print(f"training the built-in {args.model} on {len(split.train.x_train)} samples ({args.epochs} epochs)")
+        train_baseline(model, split.train, epochs=args.epochs)
+        name = args.model
+    else:
+        model = load_model(args.model)
+        name = args.model.rstrip("/").rsplit("/", 1)[-1]
+        split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
+    print(f"validation: {split.description}")
+    step = PruneStep(granularity=args.granularity, block=block)
+    result = analyze(model, split.x, split.y, ratios=ratios, prune_step=step, structured=args.structured,
+                     criterion=args.criterion, calib=split.train.x_calib, target=args.target, runtime=args.runtime,
+                     fmt=args.fmt, model_name=name, validation=split.description)
+    paths = result.write(args.out)
+    print()
+    print(result.table())
+    for note in result.notes:
+        print(f"note: {note}")
+    if args.target is not None:
+        _print_latency_plan(model, args, paths)
+    print(f"\nwrote {paths['csv']}, {paths['markdown'].name}, {paths['json'].name} and "
+          f"{sum(k.startswith('plot:') for k in paths)} plots in {args.out}/plots")
+    return 0
+
+
+def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
+    """Which layers run on sparse kernels on the target's runtime, and how to prune them for that."""
+    import json
+    from pathlib import Path
+
+    from kit import latency_aware
+    from targets.registry import get_target
+
+    with get_target(args.target) as t:
+        arch = latency_aware.target_arch(t)
+    plan = latency_aware.plan(model, args.runtime, args.fmt, arch)
+    print(f"\nsparse kernels for {args.fmt} on {args.runtime} ({arch}):")
+    print(plan.table())
+    for note in plan.notes:
+        print(f"note: {note}")
+    path = Path(args.out) / "latency_plan.json"
+    path.write_text(json.dumps(plan.to_dict(), indent=2))
+    paths["latency_plan"] = path
+
+
+def _ratios(text: str) -> list[float]:
+    try:
+        ratios = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise KitError(f"--ratios {text!r} is not a comma-separated list of numbers", "e.g. --ratios 0.5,0.9") \
+            from None
+    if not ratios:
+        raise KitError("--ratios is empty", "e.g. --ratios 0.5,0.7,0.9,0.95")
+    return ratios
+
+
+def _block(text: str) -> tuple[int, int]:
+    m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", text)
+    if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
+        raise KitError(f"--block {text!r} is not a block shape", "write rows x cols, e.g. 1x4 or 1x16")
+    return int(m.group(1)), int(m.group(2))
