@@ -19,19 +19,14 @@ from __future__ import annotations
 
 import csv
 import re
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from kit.errors import KitError
+from kit.named_toml import names, read_named_toml
 from kit.tflite_file import TFLiteInfo, read_tflite
 
 PROFILE_DIR = Path(__file__).parent / "mcu_profiles"
@@ -128,7 +123,7 @@ class ReferenceCheck:
 
 
 def list_mcu_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return names(PROFILE_DIR)
 
 
 def load_mcu_profile(name_or_path: str | Path) -> McuProfile:
@@ -152,19 +147,7 @@ def load_mcu_profile(name_or_path: str | Path) -> McuProfile:
 
 
 def _read_profile(name_or_path: str | Path) -> dict:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise KitError(f"no MCU profile {str(name_or_path)!r}", f"known MCU profiles: {', '.join(list_mcu_profiles())}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise KitError(f"MCU profile {path} is not valid TOML: {e}") from None
-    unknown = sorted(set(data) - _PROFILE_KEYS)
-    if unknown:
-        raise KitError(f"MCU profile {path}: unknown key(s) {', '.join(unknown)}",
-                       f"known keys: {', '.join(sorted(_PROFILE_KEYS))}")
+    path, data = read_named_toml(name_or_path, PROFILE_DIR, "MCU profile", _PROFILE_KEYS)
     for key in ("name", "core", "clock_mhz", "active_power_mw"):
         if key not in data:
             raise KitError(f"MCU profile {path} lacks {key!r}")

@@ -4,17 +4,12 @@ Profiles are TOML files in `targets/profiles/` (or any path the user gives).
 """
 from __future__ import annotations
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
-
 from kit.errors import KitError
+from kit.named_toml import names, read_named_toml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
@@ -39,23 +34,11 @@ class DeviceProfile:
 
 
 def list_profiles() -> list[str]:
-    return sorted(p.stem for p in PROFILE_DIR.glob("*.toml"))
+    return names(PROFILE_DIR)
 
 
 def load_profile(name_or_path: str | Path) -> DeviceProfile:
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = PROFILE_DIR / f"{name_or_path}.toml"
-    if not path.is_file():
-        raise KitError(f"no device profile {str(name_or_path)!r}", f"known profiles: {', '.join(list_profiles())}")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise KitError(f"device profile {path} is not valid TOML: {e}") from None
-    known = set(DeviceProfile.__dataclass_fields__)
-    unknown = sorted(set(data) - known)
-    if unknown:
-        raise KitError(f"device profile {path}: unknown key(s) {', '.join(unknown)}", f"known keys: {', '.join(sorted(known))}")
+    path, data = read_named_toml(name_or_path, PROFILE_DIR, "device profile", set(DeviceProfile.__dataclass_fields__))
     bad = [f for f in data.get("formats", []) if f not in FORMATS]
     if bad:
         raise KitError(f"device profile {path}: unknown format(s) {', '.join(bad)}", f"formats: {', '.join(FORMATS)}")
