@@ -152,8 +152,6 @@ def strip(model):
 
 def mask_sparsity(model) -> float | None:
     """Fraction of masked-out weights over all pruned weights, from TF-MOT's masks."""
-    import tensorflow_model_optimization as tfmot
-
     zeros = total = 0
     for layer in _flat_layers(model):
         if isinstance(layer, _wrapper_class()):

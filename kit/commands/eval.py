@@ -13,8 +13,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import numpy as np
-
     from kit import check as checks
     from kit.data import load_data
     from kit.errors import KitError

@@ -1,7 +1,10 @@
 """Plain-text tables for the terminal and Markdown reports."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
+
+if TYPE_CHECKING:
+    from targets.base import ProfileResult
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]], markdown: bool = False) -> str:
@@ -30,7 +33,7 @@ def _cell(v: Any) -> str:
     return str(v)
 
 
-def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) -> str:  # noqa: F821
+def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) -> str:
     headers = ["model", "target", "runtime", "delegate", "thr", "mean us", "median us", "p90 us", "p99 us", "std us",
                "init us", "peak mem", "energy uJ/inf", ""]
     rows = []
