@@ -182,3 +182,12 @@ targets = ["litert", "tflm"]
     assert len(kernels) == 3 and all(t["sparsity"] >= 0.79 for t in kernels)
     assert a.check_on("tflm").top1 > 0.85
     assert "qat" in r.keras_accuracy
+
+
+def test_eval_command_matches_the_pipeline_check(run, capsys):
+    from kit.cli import main
+
+    int8 = {a.name: a for a in run.artifacts}["int8"]
+    assert main(["eval", int8.path, "--data", "digits", "--runtime", "tflm"]) == 0
+    out = capsys.readouterr().out
+    assert f"{100 * int8.check_on('tflm').top1:.2f}%" in out
