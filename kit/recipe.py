@@ -1,7 +1,8 @@
 """Recipes: TOML files naming the steps of a compression run, validated with precise errors.
 
-Steps run in this order, each optional: prune -> finetune -> cluster -> quantize -> convert.
-A wrong key, type or value is reported with the line and the key, and what is allowed.
+Steps run in this order, each optional: layer_prune -> regularize -> prune -> finetune -> lowrank ->
+cluster -> quantize -> convert; `metrics` sets what is measured. A wrong key, type or value is reported
+with the line and the key, and what is allowed.
 """
 from __future__ import annotations
 
@@ -23,6 +24,22 @@ RECIPE_DIR = Path(__file__).parent / "recipes"
 QUANT_MODES = ("none", "dynamic", "float16", "int8", "qat")
 GRANULARITIES = ("unstructured", "block", "2:4")
 RUNTIMES = ("litert", "litert-builtin", "tflm")
+PRUNE_METHODS = ("magnitude", "soft", "learned", "iterative")
+MASK_GRANULARITIES = ("unstructured", "filter")  # granularities of the soft and learned methods
+IMPORTANCE = ("magnitude", "gradient", "taylor", "fisher")
+SCOPES = ("layer", "global")
+THRESHOLD_KINDS = ("absolute", "relative", "score")
+GATES = ("ste", "sigmoid")
+REGULARIZERS = ("l1", "l2", "elasticnet", "group_lasso")
+#: prune keys each method reads besides final_sparsity, skip, layers and method itself
+_METHOD_KEYS = {
+    "magnitude": {"schedule", "initial_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch", "frequency",
+                  "granularity", "block"},
+    "soft": {"schedule", "initial_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch", "frequency",
+             "granularity", "scope"},
+    "learned": {"granularity", "scope", "gate", "mask_epochs", "mask_learning_rate"},
+    "iterative": {"scope", "importance", "cycles", "threshold", "threshold_kind"},
+}
 
 
 @dataclass
@@ -48,6 +65,59 @@ class PruneStep:
     block: tuple[int, int] = (1, 4)  # rows x cols of the runtime's [out, in] weight layout
     skip: list[str] = field(default_factory=list)
     layers: dict[str, LayerOverride] = field(default_factory=dict)
+    method: str = "magnitude"  # magnitude (TF-MOT) | soft | learned | iterative
+    scope: str = "layer"  # soft/learned/iterative: rank per layer or over all layers together
+    importance: str = "magnitude"  # iterative: magnitude | gradient | taylor | fisher
+    cycles: int = 3  # iterative: prune-retrain rounds (1 = one-shot)
+    threshold: float | None = None  # iterative: prune under a threshold instead of to final_sparsity
+    threshold_kind: str = "relative"  # absolute | relative (x RMS of the layer) | score
+    gate: str = "ste"  # learned: ste | sigmoid
+    mask_epochs: int = 4  # learned: epochs of mask training before the fixed-mask fine-tune
+    mask_learning_rate: float | None = None  # learned: None = chosen from the ramp length
+
+
+@dataclass
+class RegularizeStep:
+    kind: str = "l1"
+    l1: float = 0.0
+    l2: float = 0.0
+    group: float = 0.0
+    epochs: int = 4
+    learning_rate: float | None = None  # None: the fine-tune learning rate
+    threshold: float = 1e-3  # |w| under this counts as near zero in the report
+    skip: list[str] = field(default_factory=list)
+
+
+@dataclass
+class LayerPruneStep:
+    blocks: int = 1  # residual / separable blocks to remove, cheapest first
+    max_cost: float | None = None  # stop before a block whose removal costs more (loss increase)
+    samples: int = 1000  # held-out training samples that measure the cost
+    epochs: int = 2  # recovery fine-tune after the removal (0 = none)
+
+
+@dataclass
+class LowRankStep:
+    rank: int | None = None
+    energy: float | None = None
+    params_fraction: float | None = None
+    choose: str = "auto"  # auto: only where the factors are smaller than the layer now | always
+    skip: list[str] = field(default_factory=list)
+    merge: dict[str, float] = field(default_factory=dict)  # Dense layer -> fraction of neurons merged away
+    #: recovery fine-tune after factorising a pruned model (pruned layers keep their zeros); without [prune]
+    #: the factorisation runs first and a [finetune] step, when given, is the recovery instead
+    epochs: int = 2
+    learning_rate: float | None = None
+
+
+@dataclass
+class MetricsStep:
+    noise_sigmas: list[float] = field(default_factory=lambda: [0.1, 0.2])
+    shifts: list[int] = field(default_factory=lambda: [1])
+    image_shape: tuple[int, int] | None = None  # for shifts of flattened inputs, e.g. "28x28"
+    samples: int = 2000  # test samples used for robustness and output fidelity
+    latency_runs: int = 100  # host latency of every shipped artifact (0 = not measured)
+    grid_g_per_kwh: float | None = None  # grid carbon intensity for g CO2e per million inferences
 
 
 @dataclass
@@ -93,8 +163,12 @@ class Recipe:
     name: str = "recipe"
     description: str = ""
     seed: int = 0
+    layer_prune: LayerPruneStep | None = None
+    regularize: RegularizeStep | None = None
     prune: PruneStep | None = None
     finetune: FinetuneStep | None = None
+    lowrank: LowRankStep | None = None
+    metrics: MetricsStep | None = None
     cluster: ClusterStep | None = None
     quantize: QuantizeStep | None = None
     convert: ConvertStep = field(default_factory=ConvertStep)
@@ -129,7 +203,8 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{where}: not valid TOML: {e}") from None
     v = _Validator(text, where)
-    top = v.table(data, (), {"name", "description", "seed", "prune", "finetune", "cluster", "quantize", "convert"})
+    top = v.table(data, (), {"name", "description", "seed", "layer_prune", "regularize", "prune", "finetune", "lowrank",
+                             "cluster", "quantize", "convert", "metrics"})
     r = Recipe(source=text)
     r.name = v.get(top, (), "name", str, Path(where).stem)
     r.description = v.get(top, (), "description", str, "")
@@ -140,6 +215,14 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
         r.finetune = _finetune(v, top["finetune"])
     elif r.prune is not None:
         r.finetune = FinetuneStep()  # pruning masks are applied during training steps
+    if "layer_prune" in top:
+        r.layer_prune = _layer_prune(v, top["layer_prune"])
+    if "regularize" in top:
+        r.regularize = _regularize(v, top["regularize"])
+    if "lowrank" in top:
+        r.lowrank = _lowrank(v, top["lowrank"])
+    if "metrics" in top:
+        r.metrics = _metrics(v, top["metrics"])
     if "cluster" in top:
         r.cluster = _cluster(v, top["cluster"])
     if "quantize" in top:
@@ -155,10 +238,10 @@ def _fraction(x: float) -> bool:
 
 def _prune(v: "_Validator", t: Any) -> PruneStep:
     p = ("prune",)
-    keys = {"schedule", "initial_sparsity", "final_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch",
-            "frequency", "granularity", "block", "skip", "layers"}
+    keys = {"final_sparsity", "skip", "layers", "method"}.union(*_METHOD_KEYS.values())
     t = v.table(t, p, keys)
     s = PruneStep()
+    s.method = v.choice(t, p, "method", PRUNE_METHODS, s.method)
     s.schedule = v.choice(t, p, "schedule", ("constant", "polynomial"), s.schedule)
     s.final_sparsity = v.get(t, p, "final_sparsity", float, s.final_sparsity, _fraction, "0 <= x < 1")
     default_initial = s.final_sparsity if s.schedule == "constant" else 0.0
@@ -179,8 +262,23 @@ def _prune(v: "_Validator", t: Any) -> PruneStep:
     if s.begin_epoch is not None and s.end_epoch is not None and s.end_epoch <= s.begin_epoch:
         v.fail(p, "end_epoch", f"is {s.end_epoch}, not after begin_epoch {s.begin_epoch}")
     s.frequency = v.get(t, p, "frequency", int, None, lambda x: x >= 1, ">= 1 (steps between mask updates)")
-    s.granularity = v.choice(t, p, "granularity", GRANULARITIES, s.granularity)
+    s.granularity = v.choice(t, p, "granularity",
+                             GRANULARITIES if s.method == "magnitude" else MASK_GRANULARITIES, s.granularity)
     s.block = v.block(t, p, "block", s.block)
+    s.scope = v.choice(t, p, "scope", SCOPES, s.scope)
+    if s.scope == "global" and s.granularity == "filter":
+        v.fail(p, "scope", "\"global\" cannot rank filters of different layers together",
+               "use scope = \"layer\" with granularity = \"filter\"")
+    s.importance = v.choice(t, p, "importance", IMPORTANCE, s.importance)
+    s.cycles = v.get(t, p, "cycles", int, s.cycles, lambda x: 1 <= x <= 100, "1 to 100")
+    s.threshold = v.get(t, p, "threshold", float, None, lambda x: x >= 0, ">= 0")
+    s.threshold_kind = v.choice(t, p, "threshold_kind", THRESHOLD_KINDS, s.threshold_kind)
+    if s.threshold is not None and "final_sparsity" in t:
+        v.fail(p, "threshold", "and final_sparsity both set", "prune to a threshold or to a sparsity, not both")
+    s.gate = v.choice(t, p, "gate", GATES, s.gate)
+    s.mask_epochs = v.get(t, p, "mask_epochs", int, s.mask_epochs, lambda x: 1 <= x <= 1000, "1 to 1000")
+    s.mask_learning_rate = v.get(t, p, "mask_learning_rate", float, None, lambda x: 0 < x < 10, "0 < x < 10")
+    _unused_by_method(v, t, p, s)
     s.skip = v.string_list(t, p, "skip", [])
     for pattern in s.skip:
         v.regex(p, "skip", pattern)
@@ -189,6 +287,12 @@ def _prune(v: "_Validator", t: Any) -> PruneStep:
         lp = (*p, "layers", name)
         v.regex((*p, "layers"), name, name)
         lt = v.table(lt, lp, {"skip", "initial_sparsity", "final_sparsity", "granularity", "block"})
+        own = {"skip", "final_sparsity"} | ({"initial_sparsity"} & _METHOD_KEYS[s.method]) | (
+            {"granularity", "block"} if s.method == "magnitude" else set())
+        for key in ("initial_sparsity", "granularity", "block"):
+            if lt.get(key) is not None and key not in own:
+                v.fail(lp, key, f"is not used by method {s.method!r}",
+                       f"per-layer overrides of this method: {', '.join(sorted(own))}")
         s.layers[name] = LayerOverride(
             skip=v.get(lt, lp, "skip", bool, False),
             initial_sparsity=v.get(lt, lp, "initial_sparsity", float, None, _fraction, "0 <= x < 1"),
@@ -197,6 +301,98 @@ def _prune(v: "_Validator", t: Any) -> PruneStep:
             block=v.block(lt, lp, "block", None),
         )
     return s
+
+
+def _regularize(v: "_Validator", t: Any) -> RegularizeStep:
+    p = ("regularize",)
+    t = v.table(t, p, {"kind", "l1", "l2", "group", "epochs", "learning_rate", "threshold", "skip"})
+    r = RegularizeStep()
+    r.kind = v.choice(t, p, "kind", REGULARIZERS, r.kind)
+    needs = {"l1": ("l1",), "l2": ("l2",), "elasticnet": ("l1", "l2"), "group_lasso": ("group",)}[r.kind]
+    for key in ("l1", "l2", "group"):
+        if key in t and key not in needs:
+            v.fail(p, key, f"is not used by kind {r.kind!r}", f"kind {r.kind!r} reads {', '.join(needs)}")
+    for key in needs:
+        if key not in t:
+            v.fail(p, "kind", f"is {r.kind!r} but `regularize.{key}` is missing", f"add {key} = 1e-5 (for example)")
+        setattr(r, key, v.get(t, p, key, float, 0.0, lambda x: 0 < x < 1, "0 < x < 1"))
+    r.epochs = v.get(t, p, "epochs", int, r.epochs, lambda x: 1 <= x <= 10000, "1 to 10000")
+    r.learning_rate = v.get(t, p, "learning_rate", float, None, lambda x: 0 < x < 1, "0 < x < 1")
+    r.threshold = v.get(t, p, "threshold", float, r.threshold, lambda x: x > 0, "> 0")
+    r.skip = v.string_list(t, p, "skip", [])
+    for pattern in r.skip:
+        v.regex(p, "skip", pattern)
+    return r
+
+
+def _layer_prune(v: "_Validator", t: Any) -> LayerPruneStep:
+    p = ("layer_prune",)
+    t = v.table(t, p, {"blocks", "max_cost", "samples", "epochs"})
+    s = LayerPruneStep()
+    s.blocks = v.get(t, p, "blocks", int, s.blocks, lambda x: 1 <= x <= 1000, "1 to 1000")
+    s.max_cost = v.get(t, p, "max_cost", float, None, lambda x: x >= 0, ">= 0")
+    s.samples = v.get(t, p, "samples", int, s.samples, lambda x: 10 <= x <= 100000, "10 to 100000")
+    s.epochs = v.get(t, p, "epochs", int, s.epochs, lambda x: 0 <= x <= 1000, "0 to 1000")
+    return s
+
+
+def _lowrank(v: "_Validator", t: Any) -> LowRankStep:
+    p = ("lowrank",)
+    t = v.table(t, p, {"rank", "energy", "params_fraction", "choose", "skip", "merge", "epochs", "learning_rate"})
+    s = LowRankStep()
+    rules = [k for k in ("rank", "energy", "params_fraction") if k in t]
+    if len(rules) > 1:
+        v.fail(p, rules[1], f"and `lowrank.{rules[0]}` both set", "choose the rank one way")
+    if not rules and "merge" not in t:
+        v.fail((), "lowrank", "needs rank, energy or params_fraction (or merge)",
+               "e.g. energy = 0.9 keeps 90% of each kernel's squared singular values")
+    s.rank = v.get(t, p, "rank", int, None, lambda x: x >= 1, ">= 1")
+    s.energy = v.get(t, p, "energy", float, None, lambda x: 0 < x <= 1, "0 < x <= 1")
+    s.params_fraction = v.get(t, p, "params_fraction", float, None, lambda x: 0 < x <= 1, "0 < x <= 1")
+    s.choose = v.choice(t, p, "choose", ("auto", "always"), s.choose)
+    s.skip = v.string_list(t, p, "skip", [])
+    for pattern in s.skip:
+        v.regex(p, "skip", pattern)
+    merge = v.table(t.get("merge", {}), (*p, "merge"), None)
+    for layer in merge:
+        s.merge[layer] = v.get(merge, (*p, "merge"), layer, float, None, lambda x: 0 < x < 1,
+                               "0 < x < 1 (fraction of the layer's neurons merged away)")
+    s.epochs = v.get(t, p, "epochs", int, s.epochs, lambda x: 0 <= x <= 1000, "0 to 1000")
+    s.learning_rate = v.get(t, p, "learning_rate", float, None, lambda x: 0 < x < 1, "0 < x < 1")
+    return s
+
+
+def _metrics(v: "_Validator", t: Any) -> MetricsStep:
+    p = ("metrics",)
+    t = v.table(t, p, {"noise_sigmas", "shifts", "image_shape", "samples", "latency_runs", "grid_g_per_kwh"})
+    m = MetricsStep()
+    for key, typ in (("noise_sigmas", (int, float)), ("shifts", int)):
+        if key in t:
+            value = t[key]
+            if not isinstance(value, list) or any(isinstance(x, bool) or not isinstance(x, typ) for x in value):
+                v.fail(p, key, f"must be a list of {'numbers' if key == 'noise_sigmas' else 'integers'}, got {value!r}")
+            if any(x < 0 or (key == "shifts" and x == 0) for x in value):
+                v.fail(p, key, f"holds {value!r}", "sigmas >= 0, shifts >= 1 pixel")
+            setattr(m, key, [float(x) for x in value] if key == "noise_sigmas" else list(value))
+    shape = v.get(t, p, "image_shape", str, None)
+    if shape is not None:
+        match = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", shape)
+        if not match or min(int(match.group(1)), int(match.group(2))) < 1:
+            v.fail(p, "image_shape", f"is {shape!r}, not an image size", "write height x width, e.g. \"28x28\"")
+        m.image_shape = (int(match.group(1)), int(match.group(2)))
+    m.samples = v.get(t, p, "samples", int, m.samples, lambda x: 1 <= x <= 1000000, "1 to 1000000")
+    m.latency_runs = v.get(t, p, "latency_runs", int, m.latency_runs, lambda x: 0 <= x <= 100000, "0 to 100000")
+    m.grid_g_per_kwh = v.get(t, p, "grid_g_per_kwh", float, None, lambda x: 0 <= x <= 5000, "0 to 5000 g/kWh")
+    return m
+
+
+def _unused_by_method(v: "_Validator", t: dict, p: tuple[str, ...], s: PruneStep) -> None:
+    """A knob of another pruning method, set to anything but its default, is a mistake worth naming."""
+    default = PruneStep(method=s.method)
+    for key in sorted(set(t) - {"final_sparsity", "skip", "layers", "method"} - _METHOD_KEYS[s.method]):
+        if getattr(s, key) != getattr(default, key):
+            users = [m for m in PRUNE_METHODS if key in _METHOD_KEYS[m]]
+            v.fail(p, key, f"is not used by method {s.method!r}", f"it applies to method {' | '.join(users)}")
 
 
 def _finetune(v: "_Validator", t: Any) -> FinetuneStep:
