@@ -81,3 +81,14 @@ def test_invalid_toml_and_missing_file(tmp_path):
         load_recipe(tmp_path / "missing.toml")
     with pytest.raises(RecipeError, match="built-in recipes"):
         load_recipe("no-such-recipe")
+
+
+def test_readme_recipe_examples_parse():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    blocks = re.findall(r"```toml\n(.*?)```", readme, re.S)
+    assert len(blocks) >= 2
+    for block in blocks:
+        parse_recipe(block, "README.md")
