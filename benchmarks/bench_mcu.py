@@ -28,6 +28,8 @@ from pathlib import Path
 import kit  # noqa: F401  (environment before TensorFlow)
 import numpy as np
 
+from kit.convert import ArtifactSpec, convert
+
 from firmware_tools.arena import measure_memory
 from firmware_tools.compress import _read_editable, compress_model
 from firmware_tools.estimate import estimate, list_mcu_profiles, load_mcu_profile, reference_check
@@ -82,15 +84,7 @@ def _compile(model, lr: float):
 
 
 def _int8(model, x_calib: np.ndarray) -> bytes:
-    import tensorflow as tf
-
-    converter = tf.lite.TFLiteConverter.from_keras_model(model)
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([x_calib[i:i + 1]] for i in range(len(x_calib)))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    converter.inference_input_type = tf.int8
-    converter.inference_output_type = tf.int8
-    return converter.convert()
+    return convert(model, ArtifactSpec("int8", io="int8"), x_calib)
 
 
 def _quantize_input(model: bytes, x: np.ndarray) -> np.ndarray:

@@ -8,16 +8,9 @@ import kit  # noqa: F401  (environment before TensorFlow)
 
 def to_tflite(model, calib: np.ndarray | None = None) -> bytes:
     """Float TFLite, or full-int8 (int8 inputs/outputs, built-in int8 ops only) when `calib` is given."""
-    import tensorflow as tf
+    from kit.convert import ArtifactSpec, convert
 
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if calib is not None:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-        conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
-        conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return conv.convert()
+    return convert(model, ArtifactSpec("float32" if calib is None else "int8", io="int8"), calib)
 
 
 def _params(detail: dict) -> tuple[float, int]:
