@@ -41,6 +41,8 @@ class Artifact:
     tensors: list[dict] = field(default_factory=list)
     weight_bytes: int = 0
     graph_bytes: int = 0
+    #: the flatbuffer itself, written to `path` once shipping is decided; not part of the manifest
+    content: bytes = field(default=b"", repr=False, compare=False)
 
     def check_on(self, runtime: str) -> checks.RuntimeCheck | None:
         return next((c for c in self.checks if c.runtime == runtime), None)
@@ -471,14 +473,14 @@ def _build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval,
     name = "baseline-float32" if baseline else spec.name
     a = Artifact(
         name=name, fmt=spec.fmt, sparse=spec.sparse, path=None, bytes=len(data), gzip_bytes=info.gzip_bytes,
-        sha256=hashlib.sha256(data).hexdigest(), shipped=shipped, reason=reason or "loads on " + ", ".join(targets),
+        sha256=hashlib.sha256(data).hexdigest(), shipped=shipped, reason=reason or "runs correctly on " + ", ".join(targets),
         checks=results, weight_bytes=info.weight_bytes, graph_bytes=info.graph_bytes,
         tensors=[{"name": t.name, "shape": t.shape, "dtype": t.dtype, "storage": t.storage, "bytes": t.buffer_bytes,
                   "index_bytes": t.sparse_index_bytes,
                   "sparsity": None if t.zero_fraction is None else round(t.zero_fraction, 4)}
                  for t in info.tensors if t.constant],
+        content=data,
     )
-    a._data = data  # written by _place once shipping is decided
     if baseline:
         _place(a, out)
     return a
@@ -504,7 +506,7 @@ def _place(a: Artifact, out: Path) -> None:
     folder = out if a.shipped else out / "rejected"
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{a.name}.tflite"
-    path.write_bytes(a._data)
+    path.write_bytes(a.content)
     a.path = str(path)
 
 
@@ -528,6 +530,7 @@ def library_versions() -> dict[str, str | None]:
 
 def _artifact_dict(a: Artifact) -> dict:
     d = asdict(a)
+    del d["content"]
     d["checks"] = [c.to_dict() for c in a.checks]
     return d
 
