@@ -279,9 +279,7 @@ def _prune(v: "_Validator", t: Any) -> PruneStep:
     s.mask_epochs = v.get(t, p, "mask_epochs", int, s.mask_epochs, lambda x: 1 <= x <= 1000, "1 to 1000")
     s.mask_learning_rate = v.get(t, p, "mask_learning_rate", float, None, lambda x: 0 < x < 10, "0 < x < 10")
     _unused_by_method(v, t, p, s)
-    s.skip = v.string_list(t, p, "skip", [])
-    for pattern in s.skip:
-        v.regex(p, "skip", pattern)
+    s.skip = v.patterns(t, p, "skip")
     layers = v.table(t.get("layers", {}), (*p, "layers"), None)
     for name, lt in layers.items():
         lp = (*p, "layers", name)
@@ -319,9 +317,7 @@ def _regularize(v: "_Validator", t: Any) -> RegularizeStep:
     r.epochs = v.get(t, p, "epochs", int, r.epochs, lambda x: 1 <= x <= 10000, "1 to 10000")
     r.learning_rate = v.get(t, p, "learning_rate", float, None, lambda x: 0 < x < 1, "0 < x < 1")
     r.threshold = v.get(t, p, "threshold", float, r.threshold, lambda x: x > 0, "> 0")
-    r.skip = v.string_list(t, p, "skip", [])
-    for pattern in r.skip:
-        v.regex(p, "skip", pattern)
+    r.skip = v.patterns(t, p, "skip")
     return r
 
 
@@ -350,9 +346,7 @@ def _lowrank(v: "_Validator", t: Any) -> LowRankStep:
     s.energy = v.get(t, p, "energy", float, None, lambda x: 0 < x <= 1, "0 < x <= 1")
     s.params_fraction = v.get(t, p, "params_fraction", float, None, lambda x: 0 < x <= 1, "0 < x <= 1")
     s.choose = v.choice(t, p, "choose", ("auto", "always"), s.choose)
-    s.skip = v.string_list(t, p, "skip", [])
-    for pattern in s.skip:
-        v.regex(p, "skip", pattern)
+    s.skip = v.patterns(t, p, "skip")
     merge = v.table(t.get("merge", {}), (*p, "merge"), None)
     for layer in merge:
         s.merge[layer] = v.get(merge, (*p, "merge"), layer, float, None, lambda x: 0 < x < 1,
@@ -536,6 +530,13 @@ class _Validator:
         if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
             self.fail(path, key, f"is {value!r}, not a block shape", "write rows x cols, e.g. \"1x4\" or \"1x16\"")
         return int(m.group(1)), int(m.group(2))
+
+    def patterns(self, t: dict, path: tuple[str, ...], key: str) -> list[str]:
+        """A list of layer-name regular expressions, each checked to compile."""
+        values = self.string_list(t, path, key, [])
+        for pattern in values:
+            self.regex(path, key, pattern)
+        return values
 
     def regex(self, path: tuple[str, ...], key: str, pattern: str) -> None:
         try:

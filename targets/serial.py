@@ -144,18 +144,23 @@ class _Link:
     def command(self, command: str, parse: Callable[[list[str]], T], timeout: float | None = None,
                 complete: Callable[[list[str]], bool] | None = None) -> T:
         """An idempotent command: on a lost or garbled answer, resynchronise and send it again."""
+        return self._with_retries(
+            lambda: parse(self.exchange(command, timeout or self.line_timeout, complete)), "retrying",
+            f"{self.where} gave no complete answer to `{command}` in {self.retries + 1} attempts")
+
+    def _with_retries(self, attempt: Callable[[], T], note: str, failure: str) -> T:
+        """Run `attempt`; after a lost or garbled answer, resynchronise and run it again (a reset is final)."""
         last: ProtocolError | None = None
         for _ in range(self.retries + 1):
             try:
-                return parse(self.exchange(command, timeout or self.line_timeout, complete))
+                return attempt()
             except BoardReset:
                 raise
             except ProtocolError as e:
                 last = e
-                self.transcript.append(f"! {e.message}; retrying")
+                self.transcript.append(f"! {e.message}; {note}")
                 self.resync()
-        raise TargetError(f"{self.where} gave no complete answer to `{command}` in {self.retries + 1} attempts: "
-                          f"{last.message}", last.hint)
+        raise TargetError(f"{failure}: {last.message}", last.hint)
 
     def resync(self, timeout: float | None = None, allow_boot: bool = False) -> None:
         """Discard input until the board answers `name` in full (a harmless command every firmware knows)."""
@@ -180,37 +185,31 @@ class _Link:
 
     def load(self, verb: str, data: bytes, chunk_bytes: int, done: str) -> list[str] | None:
         """`verb load N` + hex chunks. None when the board does not know `verb`; else the final lines."""
-        last: ProtocolError | None = None
-        for _ in range(self.retries + 1):
-            try:
-                lines = self.exchange(f"{verb} load {len(data)}", self.line_timeout)
-                if any(protocol.is_unknown_command(ln) for ln in lines):
-                    return None
-                _refuse_errors(lines, f"{verb} load {len(data)}")
-                if not any(ln.startswith("m-[Expecting") for ln in lines):
-                    raise ProtocolError(f"no m-[Expecting …] answer to `{verb} load`", " | ".join(lines))
-                commands = protocol.chunk_commands(verb, data, chunk_bytes)[1:]
-                for i, cmd in enumerate(commands):
-                    final = i == len(commands) - 1
-                    lines = self.exchange(cmd, self.line_timeout + (10.0 if final else 0.0), record=False)
-                    if final and verb == "model":
-                        _refuse_errors(lines, "model load")  # the board's verdict on the model
-                    if any(protocol.error_text(ln) is not None for ln in lines):
-                        raise ProtocolError(f"chunk {i + 1}/{len(commands)} refused: " + " | ".join(lines))
-                    if any(ln.startswith(done) for ln in lines) != final:
-                        raise ProtocolError(f"`{done}` came {'late' if final else 'early'} "
-                                            f"(chunk {i + 1} of {len(commands)})")
-                self.transcript.append(f"> {verb} … ({len(commands)} chunks, {len(data)} bytes)")
-                self.transcript += lines
-                return lines
-            except BoardReset:
-                raise
-            except ProtocolError as e:
-                last = e
-                self.transcript.append(f"! {e.message}; loading again")
-                self.resync()
-        raise TargetError(f"loading {len(data)} bytes with `{verb}` on {self.where} failed "
-                          f"{self.retries + 1} times: {last.message}", last.hint)
+        return self._with_retries(lambda: self._load_once(verb, data, chunk_bytes, done), "loading again",
+                                  f"loading {len(data)} bytes with `{verb}` on {self.where} failed "
+                                  f"{self.retries + 1} times")
+
+    def _load_once(self, verb: str, data: bytes, chunk_bytes: int, done: str) -> list[str] | None:
+        lines = self.exchange(f"{verb} load {len(data)}", self.line_timeout)
+        if any(protocol.is_unknown_command(ln) for ln in lines):
+            return None
+        _refuse_errors(lines, f"{verb} load {len(data)}")
+        if not any(ln.startswith("m-[Expecting") for ln in lines):
+            raise ProtocolError(f"no m-[Expecting …] answer to `{verb} load`", " | ".join(lines))
+        commands = protocol.chunk_commands(verb, data, chunk_bytes)[1:]
+        for i, cmd in enumerate(commands):
+            final = i == len(commands) - 1
+            lines = self.exchange(cmd, self.line_timeout + (10.0 if final else 0.0), record=False)
+            if final and verb == "model":
+                _refuse_errors(lines, "model load")  # the board's verdict on the model
+            if any(protocol.error_text(ln) is not None for ln in lines):
+                raise ProtocolError(f"chunk {i + 1}/{len(commands)} refused: " + " | ".join(lines))
+            if any(ln.startswith(done) for ln in lines) != final:
+                raise ProtocolError(f"`{done}` came {'late' if final else 'early'} "
+                                    f"(chunk {i + 1} of {len(commands)})")
+        self.transcript.append(f"> {verb} … ({len(commands)} chunks, {len(data)} bytes)")
+        self.transcript += lines
+        return lines
 
     def optional(self, command: str, parse: Callable[[list[str]], T]) -> T | None:
         """An extension command: None when the board answers `e-[Unknown command…]`."""
