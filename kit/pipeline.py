@@ -121,6 +121,15 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
         start = _layer_prune(start, model, recipe, dataset, techniques, log)
         keras_acc["layer_pruned"] = _keras_accuracy(start, x_eval, y_eval)
         timings["layer_prune"] = time.perf_counter() - t
+    if recipe.structured is not None:
+        from kit.structured.step import run_step
+
+        t = time.perf_counter()
+        n = recipe.structured.calibration_samples
+        start, techniques["structured"] = run_step(start, recipe.structured, dataset.x_train[:n],
+                                                   dataset.y_train[:n], log=log)
+        keras_acc["structured"] = _keras_accuracy(start, x_eval, y_eval)
+        timings["structured"] = time.perf_counter() - t
     if recipe.regularize is not None:
         from kit.regularize import regularize
 

@@ -1,6 +1,6 @@
 """Recipes: TOML files naming the steps of a compression run, validated with precise errors.
 
-Steps run in this order, each optional: layer_prune -> regularize -> prune -> finetune -> lowrank ->
+Steps run in this order, each optional: layer_prune -> structured -> regularize -> prune -> finetune -> lowrank ->
 cluster -> quantize -> convert; `metrics` sets what is measured. A wrong key, type or value is reported
 with the line and the key, and what is allowed.
 """
@@ -97,6 +97,21 @@ class LayerPruneStep:
 
 
 @dataclass
+class StructuredStep:
+    """Graph surgery before fine-tuning: fewer channels, smaller kernels, a cropped input border."""
+
+    ratio: float = 0.0  # share of channels removed (0: only the per-layer ratios in `layers`)
+    criterion: str = "l1"  # l1 | l2 | bn_scale | taylor | apoz
+    scope: str = "layer"  # layer: every layer loses `ratio`; global: ranked over all layers
+    round_to: int = 1  # keep channel counts a multiple of this
+    skip: list[str] = field(default_factory=list)  # layers whose output channels stay
+    layers: dict[str, float] = field(default_factory=dict)  # layer -> its own channel ratio
+    kernels: dict[str, tuple[int, int]] = field(default_factory=dict)  # conv layer -> centred smaller kernel
+    input_border: tuple[int, int, int, int] = (0, 0, 0, 0)  # pixels cut: top, bottom, left, right
+    calibration_samples: int = 512  # training samples for taylor/apoz scores and the border saliency
+
+
+@dataclass
 class LowRankStep:
     rank: int | None = None
     energy: float | None = None
@@ -127,12 +142,21 @@ class Distill:
 
 
 @dataclass
+class Augment:
+    """Shifted copies of the training images; with distillation the teacher labels each copy."""
+
+    shift: int = 2  # largest translation in pixels, each direction
+    copies: int = 2  # shifted copies added per training image
+
+
+@dataclass
 class FinetuneStep:
-    epochs: int = 4
+    epochs: int = 4  # passes over the training split, shifted copies included
     learning_rate: float = 1e-3
     batch_size: int = 64
     validation_split: float = 0.1
     distill: Distill | None = None
+    augment: Augment | None = None
 
 
 @dataclass
@@ -164,6 +188,7 @@ class Recipe:
     description: str = ""
     seed: int = 0
     layer_prune: LayerPruneStep | None = None
+    structured: StructuredStep | None = None
     regularize: RegularizeStep | None = None
     prune: PruneStep | None = None
     finetune: FinetuneStep | None = None
@@ -203,7 +228,7 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     except tomllib.TOMLDecodeError as e:
         raise RecipeError(f"{where}: not valid TOML: {e}") from None
     v = _Validator(text, where)
-    top = v.table(data, (), {"name", "description", "seed", "layer_prune", "regularize", "prune", "finetune", "lowrank",
+    top = v.table(data, (), {"name", "description", "seed", "layer_prune", "structured", "regularize", "prune", "finetune", "lowrank",
                              "cluster", "quantize", "convert", "metrics"})
     r = Recipe(source=text)
     r.name = v.get(top, (), "name", str, Path(where).stem)
@@ -213,10 +238,12 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
         r.prune = _prune(v, top["prune"])
     if "finetune" in top:
         r.finetune = _finetune(v, top["finetune"])
-    elif r.prune is not None:
-        r.finetune = FinetuneStep()  # pruning masks are applied during training steps
+    elif r.prune is not None or "structured" in top:
+        r.finetune = FinetuneStep()  # masks are applied during training steps; surgery needs recovery
     if "layer_prune" in top:
         r.layer_prune = _layer_prune(v, top["layer_prune"])
+    if "structured" in top:
+        r.structured = _structured(v, top["structured"])
     if "regularize" in top:
         r.regularize = _regularize(v, top["regularize"])
     if "lowrank" in top:
@@ -332,6 +359,46 @@ def _layer_prune(v: "_Validator", t: Any) -> LayerPruneStep:
     return s
 
 
+def _structured(v: "_Validator", t: Any) -> StructuredStep:
+    from kit.structured import CRITERIA, SCOPES as CHANNEL_SCOPES
+
+    p = ("structured",)
+    t = v.table(t, p, {"ratio", "criterion", "scope", "round_to", "skip", "layers", "kernels", "input_border",
+                       "calibration_samples"})
+    s = StructuredStep()
+    s.ratio = v.get(t, p, "ratio", float, s.ratio, _fraction, "0 <= x < 1")
+    s.criterion = v.choice(t, p, "criterion", tuple(CRITERIA), s.criterion)
+    s.scope = v.choice(t, p, "scope", tuple(CHANNEL_SCOPES), s.scope)
+    s.round_to = v.get(t, p, "round_to", int, s.round_to, lambda x: 1 <= x <= 1024, "1 to 1024")
+    s.skip = v.patterns(t, p, "skip")
+    layers = v.table(t.get("layers", {}), (*p, "layers"), None)
+    for name in layers:
+        s.layers[name] = v.get(layers, (*p, "layers"), name, float, None, lambda x: 0 < x < 1,
+                               "0 < x < 1 (share of the layer's channels removed)")
+    kernels = v.table(t.get("kernels", {}), (*p, "kernels"), None)
+    for name, size in kernels.items():
+        sizes = [size] * 2 if isinstance(size, int) and not isinstance(size, bool) else size
+        if (not isinstance(sizes, list) or len(sizes) != 2
+                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in sizes)):
+            v.fail((*p, "kernels"), name, f"is {size!r}, not a kernel size",
+                   "write an odd size like 3, or [height, width]")
+        s.kernels[name] = (sizes[0], sizes[1])
+    if "input_border" in t:
+        border = t["input_border"]
+        values = [border] * 4 if isinstance(border, int) and not isinstance(border, bool) else border
+        if (not isinstance(values, list) or len(values) != 4
+                or any(isinstance(x, bool) or not isinstance(x, int) or x < 0 for x in values)):
+            v.fail(p, "input_border", f"is {border!r}, not a border in pixels",
+                   "one integer for every side, or [top, bottom, left, right]")
+        s.input_border = tuple(values)
+    s.calibration_samples = v.get(t, p, "calibration_samples", int, s.calibration_samples,
+                                  lambda x: 1 <= x <= 100000, "1 to 100000")
+    if not (s.ratio or s.layers or s.kernels or any(s.input_border)):
+        v.fail((), "structured", "removes nothing",
+               "set ratio, [structured.layers], [structured.kernels] or input_border")
+    return s
+
+
 def _lowrank(v: "_Validator", t: Any) -> LowRankStep:
     p = ("lowrank",)
     t = v.table(t, p, {"rank", "energy", "params_fraction", "choose", "skip", "merge", "epochs", "learning_rate"})
@@ -391,7 +458,7 @@ def _unused_by_method(v: "_Validator", t: dict, p: tuple[str, ...], s: PruneStep
 
 def _finetune(v: "_Validator", t: Any) -> FinetuneStep:
     p = ("finetune",)
-    t = v.table(t, p, {"epochs", "learning_rate", "batch_size", "validation_split", "distill"})
+    t = v.table(t, p, {"epochs", "learning_rate", "batch_size", "validation_split", "distill", "augment"})
     f = FinetuneStep()
     f.epochs = v.get(t, p, "epochs", int, f.epochs, lambda x: 1 <= x <= 10000, "1 to 10000")
     f.learning_rate = v.get(t, p, "learning_rate", float, f.learning_rate, lambda x: 0 < x < 1, "0 < x < 1")
@@ -405,6 +472,11 @@ def _finetune(v: "_Validator", t: Any) -> FinetuneStep:
             temperature=v.get(d, dp, "temperature", float, 4.0, lambda x: 0 < x <= 100, "0 < x <= 100"),
             alpha=v.get(d, dp, "alpha", float, 0.5, lambda x: 0 <= x <= 1, "0 <= x <= 1"),
         )
+    if "augment" in t:
+        ap = (*p, "augment")
+        a = v.table(t["augment"], ap, {"shift", "copies"})
+        f.augment = Augment(shift=v.get(a, ap, "shift", int, 2, lambda x: 1 <= x <= 64, "1 to 64 pixels"),
+                            copies=v.get(a, ap, "copies", int, 2, lambda x: 1 <= x <= 32, "1 to 32"))
     return f
 
 

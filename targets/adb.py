@@ -326,6 +326,9 @@ def benchmark_command(binary: str, model: str, settings: RunSettings, op_profili
     except KeyError:
         raise TargetError(f"delegate {settings.delegate!r} is not available on Android phones",
                           f"use one of {', '.join(_DELEGATE_FLAGS)}") from None
+    if settings.instances != 1:
+        raise TargetError("benchmark_model runs one interpreter per call; --instances applies to the LiteRT "
+                          "runner (local, ssh, edgetpu targets)", "drop --instances for adb targets")
     args = [binary, f"--graph={model}", f"--num_threads={settings.threads}",
             f"--warmup_runs={settings.warmup}", f"--num_runs={settings.runs}",
             # exactly the requested counts, not "at least N runs and at least 1 s"

@@ -35,6 +35,9 @@ class RunSettings:
     #: path of a .npy file with one input batch; random data of the right dtype when None
     input_path: str | None = None
     timeout_s: float = 600.0
+    #: fresh interpreters the runs are split across (runner targets): one interpreter's speed depends on
+    #: where its buffers land in memory, by up to 1.6x on small models, so one instance can mislead
+    instances: int = 1
 
     def __post_init__(self) -> None:
         from kit.errors import KitError
@@ -43,6 +46,8 @@ class RunSettings:
             raise KitError(f"unknown delegate {self.delegate!r}", f"use one of {', '.join(DELEGATES)}")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0:
             raise KitError("threads and runs must be >= 1 and warmup >= 0")
+        if not 1 <= self.instances <= self.runs:
+            raise KitError(f"instances must be between 1 and runs ({self.runs}), got {self.instances}")
         if self.core_mask is not None:
             try:
                 int(self.core_mask, 16)

@@ -361,9 +361,10 @@ class SerialTarget(Target):
                                  "input_format": fmt})
 
     def run(self, deployment: Deployment, settings: RunSettings) -> dict[str, Any]:
-        if settings.delegate not in ("default", "none") or settings.threads != 1 or settings.core_mask:
-            raise TargetError("a microcontroller runs TFLite Micro on one thread without delegates",
-                              "drop --delegate, --threads and --core-mask for serial targets")
+        if (settings.delegate not in ("default", "none") or settings.threads != 1 or settings.core_mask
+                or settings.instances != 1):
+            raise TargetError("a microcontroller runs one TFLite Micro interpreter on one thread without delegates",
+                              "drop --delegate, --threads, --core-mask and --instances for serial targets")
         data = _input_data(deployment.state["info"], settings, self.seed)
         return self._call(lambda link: self._run(link, data, settings))
 

@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--warmup", type=int, default=10)
     p.add_argument("--runs", type=int, default=100)
+    p.add_argument("--instances", type=int, default=1,
+                   help="split the runs over this many fresh interpreters (runner targets); one interpreter's "
+                        "speed depends on where its buffers land in memory")
     p.add_argument("--delegate", default="default", help="default | none | xnnpack | gpu | nnapi | edgetpu")
     p.add_argument("--core-mask", default=None, help="CPU affinity as a hex mask, e.g. f0")
     p.add_argument("--input", default=None, help=".npy file with one input batch (random data otherwise)")
@@ -55,7 +58,8 @@ def run(args: argparse.Namespace) -> int:
     from kit.report.tables import profile_table
 
     settings = RunSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
-                           core_mask=args.core_mask, input_path=args.input, timeout_s=args.timeout)
+                           core_mask=args.core_mask, input_path=args.input, timeout_s=args.timeout,
+                           instances=args.instances)
     for m in args.model:
         if not Path(m).is_file():
             raise KitError(f"model file {m} does not exist")

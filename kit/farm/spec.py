@@ -41,7 +41,7 @@ BACKENDS = ("local", "ray")
 STRATEGIES = ("none", "mirrored")
 _TOP = {"name", "farm", "select", "out", "store", "objective", "model", "artifact", "settings", "scheduler",
         "compute", "constraints", "export"}
-_SETTINGS = {"runs", "warmup", "threads", "delegate", "core_mask", "input", "timeout_s"}
+_SETTINGS = {"runs", "warmup", "threads", "instances", "delegate", "core_mask", "input", "timeout_s"}
 _CONSTRAINTS = {"max_latency_ms", "max_flash_bytes", "max_ram_bytes", "min_accuracy"}
 
 
@@ -223,7 +223,7 @@ def _artifact(doc: TomlFile, i: int, t: dict, base: Path) -> ArtifactInput:
 
 def _settings(doc: TomlFile, p: tuple, t: dict, base: Path) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    for key, lo in (("runs", 1), ("warmup", 0), ("threads", 1)):
+    for key, lo in (("runs", 1), ("warmup", 0), ("threads", 1), ("instances", 1)):
         if key in t:
             out[key] = doc.get(t, p, key, int, check=lambda n, lo=lo: n >= lo, allowed=f">= {lo}")
     if "delegate" in t:

@@ -158,7 +158,7 @@ def append_sections(report_path: Path, model, metrics: dict | None, techniques: 
             lines += ["![weights](weights_regularisation.png)", ""]
     for key, title in (("soft", "Soft pruning"), ("learned", "Learned masks"), ("iterative", "Iterative pruning"),
                        ("lowrank", "Low-rank factorisation"), ("merge", "Weight merging"),
-                       ("layer_prune", "Layer pruning")):
+                       ("layer_prune", "Layer pruning"), ("structured", "Structured pruning")):
         if techniques.get(key):
             lines += [f"## {title}", "", *_technique_lines(key, techniques[key]), ""]
     lines += ["## What was pruned", ""]
@@ -233,7 +233,32 @@ def _technique_lines(key: str, t: dict) -> list[str]:
         rows = [[c["block"], c["params"], c["cost"], _pct(c["agreement"])] for c in t["candidates"]]
         return [f"Cost: {t['criterion']}. Removed: {', '.join(r['block'] for r in t['removed']) or 'none'}.", "",
                 format_table(["block", "params", "cost", "agreement"], rows, markdown=True)]
+    if key == "structured":
+        return _structured_lines(t)
     return []
+
+
+def _structured_lines(t: dict) -> list[str]:
+    lines = [f"MACs {t['macs']['before']:,} -> {t['macs']['after']:,}; parameters {t['params']['before']:,} -> "
+             f"{t['params']['after']:,}.", ""]
+    ch = t.get("channels")
+    if ch:
+        rows = [[", ".join(g["layers"]), g["channels"], g["kept"]] for g in ch["groups"] if g["kept"] != g["channels"]]
+        lines += [f"Channels ({ch['criterion']}, {ch['scope']} scope):", "",
+                  format_table(["layers (coupled)", "channels", "kept"], rows, markdown=True), ""]
+    if t.get("kernels"):
+        rows = [[k["layer"], "x".join(map(str, k["before"])), "x".join(map(str, k["after"])),
+                 f"{k['removed_share']:.1%}"] for k in t["kernels"]]
+        lines += ["Kernels (outer rings cut):", "",
+                  format_table(["layer", "before", "after", "squared weights cut"], rows, markdown=True), ""]
+    crop = t.get("input_border")
+    if crop:
+        share = crop.get("saliency_share")
+        lines += [f"Input border {crop['border']} (top, bottom, left, right): "
+                  f"{'x'.join(map(str, crop['input_before']))} -> {'x'.join(map(str, crop['input_after']))}"
+                  + (f", {share:.1%} of the input saliency" if share is not None else "") + "."]
+        lines += [f"- {n}" for n in crop["notes"]]
+    return lines
 
 
 def _pct(x) -> str | None:

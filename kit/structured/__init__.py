@@ -1,5 +1,9 @@
 """Structured pruning: remove whole filters, channels and neurons, and rebuild a smaller dense model.
 
+Three granularities, each an exact rewrite when what it removes is zero:
+channels (`prune_channels`, here), kernel rings (`kernels.shrink_kernels`) and the input border
+(`spatial.crop_input`). The recipe's [structured] step runs all three (`step.run_step`).
+
     from kit.structured import prune_channels
     result = prune_channels(model, ratio=0.5, criterion="l1", round_to=8)
     result.model          # an ordinary, smaller tf_keras model

@@ -23,6 +23,8 @@ def runner_args(model: str, settings: RunSettings, delegate_library: str | None 
     """
     args = [model, "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--delegate", settings.delegate]
+    if settings.instances > 1:
+        args += ["--instances", str(settings.instances)]
     if delegate_library:
         args += ["--delegate-library", delegate_library]
     input_path = input_path or settings.input_path
@@ -49,6 +51,11 @@ def parse_runner_output(stdout: str, stderr: str = "", where: str = "device") ->
 def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw: dict[str, Any],
                   raw_output: str, memory_method: str) -> ProfileResult:
     d = raw["device"]
+    notes = [f"model load + inference raised RSS by {raw.get('model_rss_bytes', 0)} bytes"]
+    medians = raw.get("instance_medians_us") or []
+    if len(medians) > 1:
+        notes.append(f"runs split over {len(medians)} fresh interpreters; their medians: "
+                     + ", ".join(f"{m:.4g}" for m in medians) + " us")
     return ProfileResult(
         target=target,
         device=DeviceInfo(
@@ -66,6 +73,6 @@ def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw
         first_inference_us=raw.get("first_inference_us"),
         peak_memory_bytes=raw.get("peak_rss_bytes"),
         memory_method=memory_method,
-        notes=[f"model load + inference raised RSS by {raw.get('model_rss_bytes', 0)} bytes"],
+        notes=notes,
         raw_output=raw_output,
     )

@@ -36,6 +36,11 @@ def test_benchmark_command_quotes_every_argument():
         "--use_gpu=false", "--use_nnapi=false", "--enable_op_profiling=true"]
 
 
+def test_instances_are_refused_for_benchmark_model():
+    with pytest.raises(TargetError, match="one interpreter per call"):
+        benchmark_command("/b", "/m", RunSettings(runs=10, instances=2))
+
+
 @pytest.mark.parametrize("delegate, flags", [
     ("default", ("true", "false", "false")), ("xnnpack", ("true", "false", "false")),
     ("gpu", ("false", "true", "false")), ("nnapi", ("false", "false", "true")),

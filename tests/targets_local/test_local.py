@@ -24,6 +24,16 @@ def test_profile_on_host(tiny_tflite):
     assert again.latency == r.latency and again.settings == r.settings
 
 
+def test_runs_split_over_fresh_interpreters(tiny_tflite):
+    r = get_target("local").profile(tiny_tflite, RunSettings(runs=31, warmup=2, instances=4))
+    assert r.latency.count == 31 and r.settings.instances == 4
+    note = next(n for n in r.notes if "fresh interpreters" in n)
+    medians = [float(m) for m in note.split(": ")[1].removesuffix(" us").split(", ")]
+    assert len(medians) == 4 and all(m > 0 for m in medians)
+    single = get_target("local").profile(tiny_tflite, RunSettings(runs=5))
+    assert not any("fresh interpreters" in n for n in single.notes)
+
+
 def test_builtin_kernels_and_threads(tiny_tflite):
     r = get_target("local").profile(tiny_tflite, RunSettings(runs=10, warmup=1, delegate="none", threads=2))
     assert r.latency.count == 10 and r.settings.delegate == "none" and r.settings.threads == 2
@@ -47,7 +57,8 @@ def test_core_mask(tiny_tflite):
     assert r.latency.count == 5
 
 
-@pytest.mark.parametrize("kwargs", [{"delegate": "tpu"}, {"threads": 0}, {"core_mask": "zz"}])
+@pytest.mark.parametrize("kwargs", [{"delegate": "tpu"}, {"threads": 0}, {"core_mask": "zz"}, {"instances": 0},
+                                    {"runs": 3, "instances": 4}])
 def test_bad_settings(kwargs):
     with pytest.raises(KitError):
         RunSettings(**kwargs)
