@@ -59,7 +59,7 @@ from kit import _env  # noqa: F401
 from kit.data import Dataset, load_data
 from kit.errors import KitError, RecipeError
 from kit.recipe import Distill, FinetuneStep, LayerOverride, Recipe, load_recipe, parse_recipe
-from kit.sensitivity import SensitivityResult, ValidationSplit, analyze, split_validation
+from kit.sensitivity import SensitivityResult, ValidationSplit, analyze, is_one_shot, split_validation
 
 OBJECTIVES = ("size", "latency")
 #: sparsity levels tried per layer
@@ -345,14 +345,14 @@ def _raised(before: dict[str, float], after: dict[str, float]) -> str:
 
 def allocation_path(sens: SensitivityResult, objective: str = "size") -> list[dict[str, float]]:
     """Allocations from dense to every layer at its largest ratio, ordered by KL cost per unit saved."""
-    layers = [layer for layer in sens.layers() if any(r.layer == layer and r.method != "structured" for r in sens.rows)]
+    layers = [layer for layer in sens.layers() if any(r.layer == layer and is_one_shot(r) for r in sens.rows)]
     if not layers:
         raise KitError("the sensitivity result has no unstructured or block rows to choose sparsity from")
     segments = []
     for li, layer in enumerate(layers):
         points = []
         worst = 0.0
-        for r in sorted((r for r in sens.rows if r.layer == layer and r.method != "structured"), key=lambda r: r.ratio):
+        for r in sorted((r for r in sens.rows if r.layer == layer and is_one_shot(r)), key=lambda r: r.ratio):
             if r.ratio <= 0:
                 continue
             saving = float(r.removed) if objective == "size" else (r.gain_us if r.gain_us is not None else 0.0)

@@ -172,7 +172,9 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
         pruned = True
         scores = _scores_for_report(start, plan, recipe, dataset)
     elif recipe.finetune is not None:
-        log(f"fine-tune: {recipe.finetune.epochs} epochs")
+        aug = recipe.finetune.augment
+        log(f"fine-tune: {recipe.finetune.epochs} epochs"
+            + (f" over the images and {aug.copies} copies shifted up to {aug.shift} px" if aug else ""))
         current = pruning.private_copy(start)
         history = fit(current, dataset.x_train, dataset.y_train, recipe.finetune, teacher=model)
     timings["prune_finetune"] = time.perf_counter() - t

@@ -378,10 +378,12 @@ def _structured(v: "_Validator", t: Any) -> StructuredStep:
     kernels = v.table(t.get("kernels", {}), (*p, "kernels"), None)
     for name, size in kernels.items():
         sizes = [size] * 2 if isinstance(size, int) and not isinstance(size, bool) else size
+        if isinstance(size, str) and re.fullmatch(r"\s*\d+\s*x\s*\d+\s*", size):
+            sizes = [int(k) for k in size.split("x")]
         if (not isinstance(sizes, list) or len(sizes) != 2
                 or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in sizes)):
             v.fail((*p, "kernels"), name, f"is {size!r}, not a kernel size",
-                   "write an odd size like 3, or [height, width]")
+                   "write an odd size like 3, \"3x1\" or [height, width]")
         s.kernels[name] = (sizes[0], sizes[1])
     if "input_border" in t:
         border = t["input_border"]

@@ -3,7 +3,9 @@
 Unstructured (or block) rows are one-shot magnitude pruning without retraining:
 the smallest-magnitude weights of one layer are zeroed (blocks ranked by their
 mean |w|, as TF-MOT ranks them). Structured rows remove that layer's least
-important output channels with `kit.structured` (coupled layers go with it).
+important output channels with `kit.structured` (coupled layers go with it);
+"kernel HxW" rows cut a convolution's outer kernel rings, and "input border"
+rows (layer "input") crop 1-4 pixels off every side of an image input.
 Every row is scored on a validation split carved from the training data, never
 on the test split, because these figures are used to choose settings. A row
 records the top-1 drop, the mean KL divergence of the pruned model's outputs
@@ -64,8 +66,8 @@ def split_validation(data: Dataset, fraction: float = 0.2) -> ValidationSplit:
 @dataclass
 class SensitivityRow:
     layer: str
-    method: str  # "unstructured", "block 1x4" (runtime [out, in] layout) or "structured"
-    ratio: float  # fraction of the layer's weights (or output channels, structured) removed
+    method: str  # "unstructured", "block 1x4" (runtime [out, in] layout), "structured", "kernel 3x3", "input border"
+    ratio: float  # fraction removed: weights, output channels (structured), kernel taps or input pixels
     accuracy: float  # top-1 on the validation split
     drop: float  # baseline accuracy - accuracy, in percentage points
     kl: float  # mean KL(original || pruned) of the output distributions, in nats
@@ -286,6 +288,56 @@ def _structured_rows(model, ratios, criterion, round_to, calib, step, result, sc
                                     round_to=round_to, calib_data=calib, skip=skip, scope="layer")
             removed = params_before - model_cost(pruned.model).params
             score(pruned.model, name, "structured", ratio, params, int(removed), sparse=False)
+    _shape_rows(model, params_before, result, score, log)
+
+
+def is_one_shot(row: "SensitivityRow") -> bool:
+    """Rows that zero weights in place (unstructured or block), as opposed to rows that rebuild the graph."""
+    return row.method == "unstructured" or row.method.startswith("block")
+
+
+def _shape_rows(model, params_before: int, result, score, log) -> None:
+    """Kernel rings of every convolution, then the input border, each removed alone without retraining."""
+    from kit.errors import ModelError
+    from kit.structured import model_cost
+    from kit.structured.kernels import ring_shares, shrink_kernels
+    from kit.structured.spatial import crop_input
+
+    for name, shares in ring_shares(model).items():
+        kh, kw = model.get_layer(name).kernel_size
+        params = int(sum(np.prod(w.shape) for w in prunable_weights(model.get_layer(name))))
+        sizes = [(kh - 2 * r, kw - 2 * r) for r in range(1, len(shares) + 1)]
+        log(f"  {name}: kernel {', '.join(f'{h}x{w}' for h, w in sizes)}")
+        for size in sizes:
+            try:
+                small, _ = shrink_kernels(model, {name: size})
+            except ModelError as e:
+                result.notes.append(f"{name}: no kernel rows ({e.message})")
+                break
+            score(small, name, f"kernel {size[0]}x{size[1]}", 1 - size[0] * size[1] / (kh * kw), params,
+                  int(params_before - model_cost(small).params), sparse=False)
+    shape = model.input_shape
+    if not isinstance(shape, tuple) or len(shape) != 4:
+        return  # not one image input: no border to crop
+    h, w, c = (int(d) for d in shape[1:])
+    borders = [b for b in range(1, 5) if 2 * b < min(h, w)]
+    log(f"  input: border {', '.join(f'{b} px' for b in borders)}")
+    shifted = []
+    for b in borders:
+        try:
+            cropped, crop = crop_input(model, b)
+        except ModelError as e:
+            result.notes.append(f"input: no border rows ({e.message})")
+            return
+        if not crop.exact_positions:
+            shifted.append(f"{b} px")
+        score(cropped, "input", "input border", 1 - (h - 2 * b) * (w - 2 * b) / (h * w), h * w * c,
+              int(params_before - model_cost(cropped).params), sparse=False)
+    if shifted:
+        result.notes.append(f"input border {', '.join(shifted)}: the cropped grid does not line up with the "
+                            "original after pooling, so the Dense rows move by part of a cell; these rows show that "
+                            "shift before fine-tuning, which recovers it (the structured step's saliency share "
+                            "tells what the border itself holds)")
 
 
 class _Profiler:

@@ -256,7 +256,7 @@ def _structured_lines(t: dict) -> list[str]:
         share = crop.get("saliency_share")
         lines += [f"Input border {crop['border']} (top, bottom, left, right): "
                   f"{'x'.join(map(str, crop['input_before']))} -> {'x'.join(map(str, crop['input_after']))}"
-                  + (f", {share:.1%} of the input saliency" if share is not None else "") + "."]
+                  + (f", {share:.2%} of the input saliency" if share is not None else "") + "."]
         lines += [f"- {n}" for n in crop["notes"]]
     return lines
 

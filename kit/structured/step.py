@@ -43,7 +43,7 @@ def run_step(model, step: StructuredStep, x: np.ndarray | None = None, y: np.nda
         report["input_border"] = {**crop.to_dict(), "saliency_share": share}
         log(f"structured: input {crop.input_before[0]}x{crop.input_before[1]} -> "
             f"{crop.input_after[0]}x{crop.input_after[1]}"
-            + (f" ({share:.1%} of the input saliency was in the border)" if share is not None else ""))
+            + (f" ({share:.2%} of the input saliency was in the border)" if share is not None else ""))
     after = model_cost(model)
     report["macs"] = {"before": before.macs, "after": after.macs}
     report["params"] = {"before": before.params, "after": after.params}

@@ -180,3 +180,14 @@ def test_structured_recipe_errors(text, line, words):
 def test_structured_recipe_gets_a_recovery_finetune():
     r = parse_recipe("[structured]\nratio = 0.25\ninput_border = [0, 1, 0, 1]\n")
     assert r.structured.input_border == (0, 1, 0, 1) and r.finetune is not None
+
+
+def test_structured_and_augment_recipes_write_back_as_toml():
+    from kit.budget import recipe_toml
+
+    r = load_recipe("lenet5-latency")
+    r.structured.layers = {"fc1": 0.25}
+    r.structured.kernels["conv1"] = (3, 1)
+    again = parse_recipe(recipe_toml(r), "again.toml")
+    assert again.to_dict() == r.to_dict()
+    assert again.structured.kernels == {"conv1": (3, 1), "conv2": (3, 3)} and again.finetune.augment.copies == 2
