@@ -86,7 +86,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, models):
 def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path, models):
     """Also: while it runs, a second `kit run` on the same folder is refused."""
     with emulators(3, models["hello"]) as boards:
-        db = _setup(tmp_path, models, boards, mcu_runs=200)  # long enough for the rival to find it running
+        db = _setup(tmp_path, models, boards, mcu_runs=1000)  # long enough for a slow rival to find it running
         first = _start(tmp_path)
         _wait_rows(first, db, 2)
         rival = _start(tmp_path)  # a second orchestrator on the same run folder is refused

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import select
 import signal
 import subprocess
@@ -27,7 +28,8 @@ def test_kit_emulate_then_kit_profile(tmp_path, capsys):
     model = shared_file(KWS)
     proc = subprocess.Popen([sys.executable, "-m", "kit", "emulate", str(model), "--pty",
                              "--modelled-latency-us", "1234"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread
     try:
         url = _first_line(proc)
         assert url.startswith("serial:///dev/pts/")
@@ -40,7 +42,13 @@ def test_kit_emulate_then_kit_profile(tmp_path, capsys):
         assert result["device"]["name"] == "prunekit-emulator"
     finally:
         proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=20) == 0
+        try:
+            code = proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.send_signal(signal.SIGABRT)
+            _, err = proc.communicate(timeout=20)
+            pytest.fail(f"kit emulate did not stop within 20 s of Ctrl-C; where its threads were:\n{err[-4000:]}")
+        assert code == 0
 
 
 def test_kit_emulate_refuses_a_model_that_does_not_fit(capsys):
