@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
@@ -17,6 +18,15 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"{SHARED} is absent: the shared models and reference outputs are not available")
     return SHARED
+
+
+def ctrl_c_enabled() -> None:
+    """`preexec_fn` for a child a test stops with SIGINT (Ctrl-C).
+
+    A shell that starts a job in the background (`cmd &`) makes it ignore SIGINT, and children inherit
+    that; the child must see Ctrl-C however the test run was started.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def shared_file(relative: str) -> Path:

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from conftest import shared_file
+from conftest import ctrl_c_enabled, shared_file
 from farm_fixtures import KIT, MODELS, ROOT, emulators, farm_toml, pipeline_toml
 
 JOBS = 12  # 3 artifacts x (3 boards + 1 local)
@@ -35,7 +35,7 @@ def _rows(db) -> list[tuple]:
 
 def _start(d):
     return subprocess.Popen([*KIT, "run", str(d / "pipeline.toml")], cwd=ROOT, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=ctrl_c_enabled)
 
 
 def _wait_rows(proc, db, n: int, timeout: float = 60) -> None:
@@ -86,7 +86,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, models):
 def test_ctrl_c_stops_cleanly_and_the_rerun_finishes(tmp_path, models):
     """Also: while it runs, a second `kit run` on the same folder is refused."""
     with emulators(3, models["hello"]) as boards:
-        db = _setup(tmp_path, models, boards, mcu_runs=1000)  # long enough for a slow rival to find it running
+        db = _setup(tmp_path, models, boards, mcu_runs=200)  # long enough for the rival to find it running
         first = _start(tmp_path)
         _wait_rows(first, db, 2)
         rival = _start(tmp_path)  # a second orchestrator on the same run folder is refused

@@ -9,7 +9,9 @@ import subprocess
 import sys
 import time
 
-from conftest import shared_file
+import pytest
+
+from conftest import ctrl_c_enabled, shared_file
 from kit.cli import main
 from mcu_boards import KWS, MLPERF
 
@@ -29,7 +31,8 @@ def test_kit_emulate_then_kit_profile(tmp_path, capsys):
     proc = subprocess.Popen([sys.executable, "-m", "kit", "emulate", str(model), "--pty",
                              "--modelled-latency-us", "1234"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env={**os.environ, "PYTHONFAULTHANDLER": "1"})  # SIGABRT dumps every thread
+                            env={**os.environ, "PYTHONFAULTHANDLER": "1"},  # SIGABRT dumps every thread
+                            preexec_fn=ctrl_c_enabled)
     try:
         url = _first_line(proc)
         assert url.startswith("serial:///dev/pts/")
