@@ -50,8 +50,11 @@ def saliency_map(model, x: np.ndarray, y: np.ndarray | None = None, batch_size: 
     import tensorflow as tf
     import tf_keras as keras
 
-    _image_input(model)
-    logits_out = _outputs_logits(model)
+    from kit.finetune import outputs_logits
+    from kit.rewire import graph as layer_graph
+
+    _image_input(model, layer_graph(model))
+    logits_out = outputs_logits(model)
     total = None
     for start in range(0, len(x), batch_size):
         xb = tf.convert_to_tensor(x[start:start + batch_size], tf.float32)
@@ -65,13 +68,18 @@ def saliency_map(model, x: np.ndarray, y: np.ndarray | None = None, batch_size: 
     return total
 
 
+def border_share(saliency: np.ndarray, border) -> float:
+    """Share of a saliency map in `border` (pixels on every side, or top, bottom, left, right)."""
+    top, bottom, left, right = _border(border)
+    h, w = saliency.shape
+    whole = float(saliency.sum())
+    return 0.0 if whole == 0 else (whole - float(saliency[top:h - bottom, left:w - right].sum())) / whole
+
+
 def border_shares(model, x: np.ndarray, y: np.ndarray | None = None) -> list[float]:
     """Share of the input saliency in an equal border of b pixels on every side (entry b - 1)."""
     sal = saliency_map(model, x, y)
-    h, w = sal.shape
-    whole = float(sal.sum())
-    return [0.0 if whole == 0 else (whole - float(sal[b:h - b, b:w - b].sum())) / whole
-            for b in range(1, (min(h, w) + 1) // 2)]
+    return [border_share(sal, b) for b in range(1, (min(sal.shape) + 1) // 2)]
 
 
 def crop_input(model, border: int | tuple[int, int, int, int] | list[int]):
@@ -87,14 +95,14 @@ def crop_input(model, border: int | tuple[int, int, int, int] | list[int]):
     from kit.rewire import rebuild
 
     top, bottom, left, right = _border(border)
-    input_name, (h, w) = _image_input(model)
+    g = layer_graph(model)
+    input_name, (h, w) = _image_input(model, g)
     if top + bottom >= h or left + right >= w:
         raise KitError(f"input border {top, bottom, left, right} leaves nothing of the {h}x{w} input",
                        "crop fewer pixels")
     report = CropReport((top, bottom, left, right), (h, w), (h - top - bottom, w - left - right))
     if not any((top, bottom, left, right)):
         return rebuild(model), report
-    g = layer_graph(model)
     cropped = {}
     fresh: set[str] = set()
 
@@ -198,10 +206,8 @@ def _shape_of(shape) -> tuple:
     return tuple(int(d) for d in shape[1:])
 
 
-def _image_input(model) -> tuple[str, tuple[int, int]]:
-    from kit.rewire import graph as layer_graph
-
-    inputs = layer_graph(model).inputs
+def _image_input(model, g) -> tuple[str, tuple[int, int]]:
+    inputs = g.inputs
     shape = _shape_of(model.input_shape)
     if len(inputs) != 1 or len(shape) != 3:
         raise ModelError(f"input crop needs one image input (height, width, channels); the model takes "
@@ -210,17 +216,10 @@ def _image_input(model) -> tuple[str, tuple[int, int]]:
 
 
 def _border(border) -> tuple[int, int, int, int]:
-    values = [border] * 4 if isinstance(border, (int, np.integer)) and not isinstance(border, bool) else border
-    try:
-        values = [int(v) for v in values] if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                                for v in values) else None
-    except TypeError:
-        values = None
-    if values is None or len(values) != 4 or min(values) < 0:
+    def pixels(v) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v >= 0
+
+    values = [border] * 4 if pixels(border) else list(border) if isinstance(border, (list, tuple)) else []
+    if len(values) != 4 or not all(pixels(v) for v in values):
         raise KitError(f"input border must be pixels >= 0: one integer or [top, bottom, left, right], got {border!r}")
-    return tuple(values)
-
-
-def _outputs_logits(model) -> bool:
-    last = model.layers[-1]
-    return getattr(last, "activation", None) is None or last.activation.__name__ != "softmax"
+    return tuple(int(v) for v in values)

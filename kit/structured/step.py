@@ -17,12 +17,14 @@ def run_step(model, step: StructuredStep, x: np.ndarray | None = None, y: np.nda
     """
     from kit.structured import prune_channels
     from kit.structured.kernels import shrink_kernels
-    from kit.structured.spatial import crop_input
+    from kit.structured.spatial import border_share, crop_input, saliency_map
 
     before = model_cost(model)
     report: dict = {}
     # what the border costs is a property of the trained model, so it is measured before any surgery
-    share = _border_share(model, x, y, step.input_border) if any(step.input_border) and x is not None else None
+    share = None
+    if any(step.input_border) and x is not None:
+        share = border_share(saliency_map(model, x, y), step.input_border)
     if step.ratio or step.layers:
         result = prune_channels(model, ratio=step.ratio, criterion=step.criterion, per_layer=step.layers or None,
                                 round_to=step.round_to, calib_data=x, calib_labels=y, skip=step.skip,
@@ -50,14 +52,3 @@ def run_step(model, step: StructuredStep, x: np.ndarray | None = None, y: np.nda
     log(f"structured: MACs {before.macs:,} -> {after.macs:,}, parameters {before.params:,} -> {after.params:,}")
     return model, report
 
-
-def _border_share(model, x, y, border) -> float:
-    """Saliency share of an arbitrary (top, bottom, left, right) border, from the per-pixel map."""
-    from kit.structured.spatial import saliency_map
-
-    sal = saliency_map(model, x, y)
-    h, w = sal.shape
-    top, bottom, left, right = border
-    whole = float(sal.sum())
-    inner = float(sal[top:h - bottom, left:w - right].sum())
-    return 0.0 if whole == 0 else (whole - inner) / whole

@@ -28,7 +28,7 @@ def test_resolver_lists_exactly_the_ops_of_shared_models(name):
     header, source = render_resolver(resolver_methods(info))
     ops = _registered_ops(source)
     assert sorted(ops) == info.op_names and len(ops) == len(set(ops))
-    assert f"MicroMutableOpResolver<kModelOpCount>" in header and f"kModelOpCount = {len(ops)};" in header
+    assert "MicroMutableOpResolver<kModelOpCount>" in header and f"kModelOpCount = {len(ops)};" in header
 
 
 def test_compressed_model_registers_decode(small_models):

@@ -1,4 +1,5 @@
 import pytest
+from conftest import assert_recipe_error
 
 from kit.errors import RecipeError
 from kit.recipe import builtin_recipes, load_recipe, parse_recipe
@@ -66,12 +67,7 @@ def test_prune_without_finetune_gets_default_finetune():
     ("[clusterr]\nclusters = 4\n", 1, ["clusterr", "did you mean `cluster`"]),
 ])
 def test_recipe_errors_name_line_and_key(text, line, words):
-    with pytest.raises(RecipeError) as e:
-        parse_recipe(text, "r.toml")
-    msg = str(e.value)
-    assert f"r.toml, line {line}:" in msg
-    for w in words:
-        assert w in msg
+    assert_recipe_error(text, line, words)
 
 
 def test_invalid_toml_and_missing_file(tmp_path):

@@ -1,5 +1,4 @@
 """Kernel-ring and input-border rows of the sensitivity analysis, on a small CNN trained on digits."""
-import numpy as np
 import pytest
 
 import kit  # noqa: F401

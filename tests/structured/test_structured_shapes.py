@@ -3,10 +3,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import assert_recipe_error
 from structured_helpers import run_litert, run_tflm, to_tflite
 
 import kit  # noqa: F401
-from kit.errors import KitError, ModelError, RecipeError
+from kit.errors import KitError, ModelError
 from kit.models import build
 from kit.recipe import load_recipe, parse_recipe
 from kit.structured.kernels import ring_shares, shrink_kernels
@@ -169,12 +170,7 @@ def test_recipe_step_converts_and_runs_on_litert_and_tflm():
     ("[structured.layers]\nconv1 = 1.5\n", 2, ["structured.layers.conv1", "0 < x < 1"]),
 ])
 def test_structured_recipe_errors(text, line, words):
-    with pytest.raises(RecipeError) as e:
-        parse_recipe(text, "r.toml")
-    msg = str(e.value)
-    assert f"r.toml, line {line}:" in msg
-    for w in words:
-        assert w in msg
+    assert_recipe_error(text, line, words)
 
 
 def test_structured_recipe_gets_a_recovery_finetune():

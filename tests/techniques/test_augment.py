@@ -1,9 +1,10 @@
 """Shifted copies for the recovery fine-tune: real shifts of the right images, validation never copied."""
 import numpy as np
 import pytest
+from conftest import assert_recipe_error
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kit.errors import DataError, RecipeError
+from kit.errors import DataError
 from kit.finetune import augmented, fit, steps_per_epoch
 from kit.recipe import Augment, Distill, FinetuneStep, parse_recipe
 
@@ -69,11 +70,7 @@ def test_fit_with_augmented_distillation_keeps_the_validation_tail_unseen():
     ("[finetune.augment]\ncopy = 2\n", ["finetune.augment.copy", "copies"]),
 ])
 def test_augment_recipe_errors(text, words):
-    with pytest.raises(RecipeError) as e:
-        parse_recipe(text, "r.toml")
-    assert "r.toml, line 2:" in str(e.value)
-    for w in words:
-        assert w in str(e.value)
+    assert_recipe_error(text, 2, words)
 
 
 def test_augment_recipe_defaults():

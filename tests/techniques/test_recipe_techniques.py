@@ -1,7 +1,7 @@
 """Recipe sections of the techniques: values parse, mistakes name the line, the key and what is allowed."""
 import pytest
+from conftest import assert_recipe_error
 
-from kit.errors import RecipeError
 from kit.recipe import parse_recipe
 
 
@@ -75,9 +75,4 @@ def test_defaults_of_the_other_methods_do_not_get_in_the_way():
     ('[metrics]\ngrid_g_per_kw = 400\n', 2, ["metrics.grid_g_per_kw", "did you mean `grid_g_per_kwh`"]),
 ])
 def test_technique_mistakes_are_precise(text, line, words):
-    with pytest.raises(RecipeError) as e:
-        parse_recipe(text, "r.toml")
-    msg = f"{e.value.message} {e.value.hint or ''}"
-    assert f"line {line}" in msg, msg
-    for w in words:
-        assert w in msg, (w, msg)
+    assert_recipe_error(text, line, words)
