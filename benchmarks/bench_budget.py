@@ -25,12 +25,12 @@ from pathlib import Path
 
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras as keras
-from kit.budget import search
-from kit.data import load_data, shared_dir
+from kit.search.budget import search
+from kit.pipeline.data import load_data, shared_dir
 from kit.models import build, train_baseline
 from kit.recipe import load_recipe
-from kit.report.tables import format_table
-from kit.sensitivity import split_validation
+from kit.core.tables import format_table
+from kit.search.sensitivity import split_validation
 
 GOAL_RATIO = 20.0
 

@@ -32,7 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "targets_ssh"))  # the loopback sshd used by the tests
 
-from kit.report.tables import format_table  # noqa: E402
+from kit.core.tables import format_table  # noqa: E402
 
 SHARED = ROOT.parent / "shared"
 MODELS = ["models/mlperf-tiny/ad01_int8.tflite", "models/mlperf-tiny/kws_ref_model.tflite",

@@ -28,14 +28,14 @@ from pathlib import Path
 import kit  # noqa: F401  (environment before TensorFlow)
 import numpy as np
 
-from kit.convert import ArtifactSpec, convert
+from kit.pipeline.convert import ArtifactSpec, convert
 
 from firmware_tools.arena import measure_memory
 from firmware_tools.compress import _read_editable, compress_model
 from firmware_tools.estimate import estimate, list_mcu_profiles, load_mcu_profile, reference_check
 from firmware_tools.tflm import run_model
-from kit.report.tables import format_table
-from kit.tflite_file import read_tflite
+from kit.core.tables import format_table
+from kit.core.tflite_file import read_tflite
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 MLPERF = {"kws01": "kws_ref_model.tflite", "vww01": "vww_96_int8.tflite", "ic01": "pretrainedResnet_quant.tflite",
@@ -54,7 +54,7 @@ class Row:
 
 
 def _data():
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
 
     try:
         d = load_data("mnist5k", seed=0)

@@ -22,11 +22,11 @@ from pathlib import Path
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
-from kit import check as checks
-from kit.data import load_data, shared_dir
+from kit.pipeline import check as checks
+from kit.pipeline.data import load_data, shared_dir
 from kit.models import build, train_baseline
-from kit.pipeline import compress
-from kit.report.tables import format_table
+from kit.pipeline.compress import compress
+from kit.core.tables import format_table
 from targets.base import RunSettings
 from targets.registry import get_target
 
@@ -49,7 +49,7 @@ def tutorial(model, data, frequency: int, sparse: bool):
     stripped = tfmot.sparsity.keras.strip_pruning(pm)
     c = tf.lite.TFLiteConverter.from_keras_model(stripped)
     c.optimizations = [tf.lite.Optimize.DEFAULT] + ([tf.lite.Optimize.EXPERIMENTAL_SPARSITY] if sparse else [])
-    from kit._native import capture_native_output
+    from kit.core.native import capture_native_output
 
     with capture_native_output():
         return c.convert(), end_step
@@ -84,7 +84,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, get_target("local") as host:
         tmp = Path(tmp)
-        from kit.convert import ArtifactSpec, convert
+        from kit.pipeline.convert import ArtifactSpec, convert
 
         dense = convert(model, ArtifactSpec("float32"))
         rows.append(measure("dense float32", dense, data.x_test, data.y_test, host, None, tmp))

@@ -40,18 +40,18 @@ import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
 from firmware_tools.tflm import search_arena
-from kit.check import predict
-from kit.convert import ArtifactSpec, convert
-from kit.data import load_data, shared_dir
-from kit.finetune import fit
+from kit.pipeline.check import predict
+from kit.pipeline.convert import ArtifactSpec, convert
+from kit.pipeline.data import load_data, shared_dir
+from kit.techniques.finetune import fit
 from kit.models import build, train_baseline
-from kit.prune import private_copy
+from kit.techniques.prune import private_copy
 from kit.recipe import Distill, FinetuneStep, load_recipe
-from kit.report.tables import format_table
-from kit.structured import model_cost, prune_channels
-from kit.structured.kernels import ring_shares
-from kit.structured.spatial import border_shares
-from kit.structured.step import run_step
+from kit.core.tables import format_table
+from kit.techniques.structured import model_cost, prune_channels
+from kit.techniques.structured.kernels import ring_shares
+from kit.techniques.structured.spatial import border_shares
+from kit.techniques.structured.step import run_step
 from targets.base import RunSettings
 from targets.registry import get_target
 

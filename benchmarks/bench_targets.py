@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests" / "targets_ssh"))  # the loopback sshd used by the tests
 
 import kit  # noqa: E402,F401
-from kit.report.tables import format_table  # noqa: E402
+from kit.core.tables import format_table  # noqa: E402
 from targets.base import RunSettings  # noqa: E402
 from targets.local import LocalTarget  # noqa: E402
 from targets.uri import parse_target_uri  # noqa: E402

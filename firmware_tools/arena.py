@@ -20,7 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from firmware_tools.tflm import ARENA_STEP, ArenaSearch, search_arena
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 DECODE_OP = "TFLM_DECODE"
 _ITEMSIZE = {"int8": 1, "uint8": 1, "bool": 1, "int16": 2, "float16": 2, "int32": 4, "float32": 4, "uint32": 4,

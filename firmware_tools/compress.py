@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import ModelError
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.errors import ModelError
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 METHODS = ("lut", "prune")
 #: DECODE common metadata: 16 bytes ahead of every value table

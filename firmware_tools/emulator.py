@@ -38,8 +38,8 @@ from typing import Callable, Iterator
 import numpy as np
 
 from firmware_tools.protocol import EMULATOR_VENDOR, model_id
-from kit.errors import KitError, ModelError
-from kit.tflite_file import read_tflite
+from kit.core.errors import KitError, ModelError
+from kit.core.tflite_file import read_tflite
 
 FIRMWARE = "prunekit TFLM emulator 1"
 DEFAULT_ARENA_BYTES = 512 * 1024

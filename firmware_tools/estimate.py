@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from kit.errors import KitError
-from kit.named_toml import names, read_named_toml
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.errors import KitError
+from kit.core.named_toml import names, read_named_toml
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 PROFILE_DIR = Path(__file__).parent / "mcu_profiles"
 #: cycle constants every profile defines (after resolving `base`)

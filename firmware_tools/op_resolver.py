@@ -6,8 +6,8 @@ that registers it, as declared in TFLM's `micro_mutable_op_resolver.h`.
 """
 from __future__ import annotations
 
-from kit.errors import ModelError
-from kit.tflite_file import TFLiteInfo
+from kit.core.errors import ModelError
+from kit.core.tflite_file import TFLiteInfo
 
 ADD_METHODS: dict[str, str] = {
     "ABS": "AddAbs", "ADD": "AddAdd", "ADD_N": "AddAddN", "ARG_MAX": "AddArgMax", "ARG_MIN": "AddArgMin",

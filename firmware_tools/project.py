@@ -24,8 +24,8 @@ from firmware_tools.compress import METHODS, Compression, check_micro_model, com
 from firmware_tools.estimate import Estimate, estimate
 from firmware_tools.op_resolver import render_resolver, resolver_methods
 from firmware_tools.tflm import run_model, search_arena
-from kit.errors import KitError, ModelError
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.errors import KitError, ModelError
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 TEMPLATES = Path(__file__).parent / "templates"
 #: PlatformIO environment -> MCU profile of its chip (for the estimate)

@@ -29,7 +29,7 @@ import hashlib
 import re
 from dataclasses import dataclass
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 
 TERMINATOR = "%"
 READY = "m-ready"

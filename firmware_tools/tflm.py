@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.errors import ModelError
+from kit.core.errors import ModelError
 
 #: TFLM aligns arena buffers to 16 bytes, so arena sizes are searched in 16-byte steps
 ARENA_STEP = 16
@@ -266,8 +266,8 @@ def _task_run(model: bytes, n_in: int, n_out: int, req: dict, d: Path) -> dict:
 
 
 def _child(d: Path) -> None:
-    from kit.errors import KitError
-    from kit.tflite_file import read_tflite
+    from kit.core.errors import KitError
+    from kit.core.tflite_file import read_tflite
 
     req = json.loads((d / "request.json").read_text())
     model = (d / "model.tflite").read_bytes()

@@ -6,8 +6,7 @@ import argparse
 import importlib
 import sys
 
-from kit import _env  # noqa: F401
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 #: subcommand name -> module in kit.commands
 COMMANDS = {

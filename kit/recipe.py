@@ -18,7 +18,7 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from kit.errors import RecipeError
+from kit.core.errors import RecipeError
 
 RECIPE_DIR = Path(__file__).parent / "recipes"
 QUANT_MODES = ("none", "dynamic", "float16", "int8", "qat")
@@ -360,7 +360,7 @@ def _layer_prune(v: "_Validator", t: Any) -> LayerPruneStep:
 
 
 def _structured(v: "_Validator", t: Any) -> StructuredStep:
-    from kit.structured import CRITERIA, SCOPES as CHANNEL_SCOPES
+    from kit.techniques.structured import CRITERIA, SCOPES as CHANNEL_SCOPES
 
     p = ("structured",)
     t = v.table(t, p, {"ratio", "criterion", "scope", "round_to", "skip", "layers", "kernels", "input_border",

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.base import ArtifactRef, Deployment, DeviceInfo, LatencyStats, ProfileResult, RunSettings, Target
 from targets.battery import (
     DEFAULT_BATTERY_DIR,

@@ -40,7 +40,7 @@ class RunSettings:
     instances: int = 1
 
     def __post_init__(self) -> None:
-        from kit.errors import KitError
+        from kit.core.errors import KitError
 
         if self.delegate not in DELEGATES:
             raise KitError(f"unknown delegate {self.delegate!r}", f"use one of {', '.join(DELEGATES)}")

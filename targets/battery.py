@@ -30,7 +30,7 @@ import statistics
 from dataclasses import dataclass, field
 from typing import Any
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 
 METHOD = "android-battery"
 DEFAULT_BATTERY_DIR = "/sys/class/power_supply/battery"

@@ -1,6 +1,6 @@
 """Coral Edge TPU: requirement check, `edgetpu_compiler` wrapper, and the `edgetpu+local` / `edgetpu+ssh://…` target.
 
-The requirement check reads the model with `kit.tflite_file.read_tflite`
+The requirement check reads the model with `kit.core.tflite_file.read_tflite`
 (untrusted input) and applies the Edge TPU's documented rules: every tensor
 an op reads or writes is int8/uint8 with quantization parameters (constant
 int32 bias and shape operands are allowed), shapes are fixed, at most the 3
@@ -40,8 +40,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import ModelError, TargetError
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.errors import ModelError, TargetError
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, RunSettings, Target
 from targets.profiles import DeviceProfile
 from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
@@ -137,7 +137,7 @@ class EdgeTPUReport:
         return [o for o in self.ops if not o.on_tpu]
 
     def summary(self) -> str:
-        from kit.report.tables import format_table
+        from kit.core.tables import format_table
 
         name = Path(self.path).name
         if self.compiled:
@@ -321,7 +321,7 @@ class CompileResult:
     output_path: str | None = None  # where the compiled model was written (set by compile_for_edgetpu)
 
     def summary(self) -> str:
-        from kit.report.tables import format_table
+        from kit.core.tables import format_table
 
         lines = [f"edgetpu_compiler {self.compiler_version or '?'}: "
                  f"{'compiled' if self.succeeded else 'FAILED'} {self.input_model or ''} -> {self.output_model or '-'}"]

@@ -50,7 +50,7 @@ import threading
 import time
 from dataclasses import dataclass
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 
 _PMIC_LINE = re.compile(
     r"^\s*(?P<rail>\S+?)_(?P<kind>[AV])\s+(?:current|volt)\(\d+\)=(?P<value>[-+]?[0-9.]+(?:[eE][-+]?\d+)?)[AV]\s*$"

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, RunSettings, Target
 from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
 

@@ -8,12 +8,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import KitError
-from kit.named_toml import names, read_named_toml
+from kit.core.errors import KitError
+from kit.core.named_toml import names, read_named_toml
 
 PROFILE_DIR = Path(__file__).parent / "profiles"
 
-#: artifact formats a runtime may accept; see kit.convert for how each is made
+#: artifact formats a runtime may accept; see kit.pipeline.convert for how each is made
 FORMATS = ("float32", "float16", "dynamic", "int8", "float32-sparse", "float16-sparse", "int8-sparse", "tflm", "edgetpu")
 
 

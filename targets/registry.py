@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import importlib
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from targets.base import Target
 from targets.profiles import DeviceProfile, load_profile
 from targets.uri import TargetURI, parse_target_uri

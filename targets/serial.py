@@ -28,8 +28,8 @@ import numpy as np
 
 from firmware_tools import protocol
 from firmware_tools.protocol import ProtocolError
-from kit.errors import DataError, KitError, TargetError
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.errors import DataError, KitError, TargetError
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 from targets.base import ArtifactRef, Deployment, DeviceInfo, LatencyStats, ProfileResult, RunSettings, Target
 from targets.energy import EnergyReading, SerialPowerMeter, energy_per_inference
 from targets.profiles import DeviceProfile

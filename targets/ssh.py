@@ -45,7 +45,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, RunSettings, Target
 from targets.energy import EnergyReading, PowerSample, SerialPowerMeter, energy_per_inference, pmic_power_w
 from targets.profiles import DeviceProfile

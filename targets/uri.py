@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 @dataclass(frozen=True)

@@ -31,7 +31,7 @@ def ctrl_c_enabled() -> None:
 
 def assert_recipe_error(text: str, line: int, words: list[str]) -> None:
     """`text` is refused naming the file and line, with every one of `words` in the message or its hint."""
-    from kit.errors import RecipeError
+    from kit.core.errors import RecipeError
     from kit.recipe import parse_recipe
 
     with pytest.raises(RecipeError) as e:
@@ -57,7 +57,7 @@ def tiny_tflite(tmp_path_factory) -> Path:
     import numpy as np
     import tf_keras as keras
 
-    from kit.convert import ArtifactSpec, convert
+    from kit.pipeline.convert import ArtifactSpec, convert
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.InputLayer((16,)), keras.layers.Dense(8, activation="relu"),

@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import argparse
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from kit.report.run_report import COMPARISON_HEADERS, comparison_rows
-from kit.report.tables import format_table
+from kit.core.tables import format_table
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
                        "the budget search reports the whole test split; drop --eval-samples")
     if args.max_probes < 1:
         raise KitError(f"--max-probes must be at least 1, got {args.max_probes}")
-    from kit.budget import parse_budget, search
+    from kit.search.budget import parse_budget, search
 
     result = search(args.model, args.recipe, args.data, args.out, parse_budget(args.budget),
                     objective=args.objective or "size", target=args.target, val_fraction=args.val_fraction,
@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _plain(args: argparse.Namespace) -> int:
-    from kit.pipeline import compress
+    from kit.pipeline.compress import compress
 
     result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out, eval_samples=args.eval_samples)
     print()

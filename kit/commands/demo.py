@@ -18,8 +18,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.pipeline import compress
-    from kit.report.tables import format_table
+    from kit.pipeline.compress import compress
+    from kit.core.tables import format_table
     from targets.base import RunSettings
     from targets.registry import get_target
 

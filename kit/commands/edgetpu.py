@@ -17,7 +17,7 @@ import dataclasses
 import json
 from pathlib import Path
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -18,7 +18,7 @@ import argparse
 import sys
 import time
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:

@@ -13,12 +13,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kit import check as checks
-    from kit.data import load_data
-    from kit.errors import KitError
+    from kit.pipeline import check as checks
+    from kit.pipeline.data import load_data
+    from kit.core.errors import KitError
     from kit.models import load_model
-    from kit.report.tables import format_table
-    from kit.tflite_file import read_tflite
+    from kit.core.tables import format_table
+    from kit.core.tflite_file import read_tflite
 
     data = load_data(args.data)
     if args.model.endswith(".tflite"):

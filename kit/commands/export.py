@@ -26,7 +26,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kit.farm.export import export_run, unresolved
     from kit.farm.rundata import load_run
-    from kit.farm.select import choose
+    from kit.farm.choose import choose
 
     run_data = load_run(args.run)
     choices = choose(run_data)

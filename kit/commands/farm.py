@@ -25,7 +25,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from kit.farm.health import check_farm
     from kit.farm.inventory import load_farm
-    from kit.report.tables import format_table
+    from kit.core.tables import format_table
 
     farm = load_farm(args.farm)
     devices = farm.select(args.select)

@@ -32,7 +32,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from firmware_tools.project import generate_project
-    from kit.report.tables import format_table
+    from kit.core.tables import format_table
 
     methods = {"auto": METHODS, "none": ()}.get(args.compress, (args.compress,))
     project = generate_project(args.model, args.out, board=args.board, methods=methods, baud=args.baud)

@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
-    from kit.report.tables import format_table
-    from kit.tflite_file import read_tflite
+    from kit.core.tables import format_table
+    from kit.core.tflite_file import read_tflite
 
     info = read_tflite(args.model)
     if args.json:

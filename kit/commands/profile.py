@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -55,7 +55,7 @@ def target_options(args: argparse.Namespace) -> dict:
 def run(args: argparse.Namespace) -> int:
     from targets.base import RunSettings
     from targets.registry import get_target
-    from kit.report.tables import profile_table
+    from kit.core.tables import profile_table
 
     settings = RunSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
                            core_mask=args.core_mask, input_path=args.input, timeout_s=args.timeout,

@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.farm.html_report import write_report
+    from kit.report.html import write_report
     from kit.farm.rundata import load_run
 
     run_data = load_run(args.run)

@@ -15,7 +15,7 @@ import csv
 import fnmatch
 import sys
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 _CSV_COLUMNS = ("artifact", "artifact_sha256", "format", "bytes", "accuracy", "device", "device_class", "profile",
                 "status", "latency_median_us", "latency_mean_us", "latency_p90_us", "latency_p99_us",
@@ -39,7 +39,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kit.farm.rundata import load_run
-    from kit.report.tables import format_table
+    from kit.core.tables import format_table
 
     if args.fail_on_regression is not None and not args.compare:
         raise KitError("--fail-on-regression needs --compare RUN")

@@ -20,7 +20,7 @@ import argparse
 import signal
 import sys
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -100,7 +100,7 @@ def _regressions(run_dir, baseline, threshold: float | None) -> int:
 
 
 def changes_table(changes) -> str:
-    from kit.report.tables import format_table
+    from kit.core.tables import format_table
 
     rows = [[c.what, c.baseline_us, c.current_us, f"{c.change_pct:+.1f}%", "REGRESSED" if c.regressed else "",
              c.note] for c in changes]
@@ -108,7 +108,7 @@ def changes_table(changes) -> str:
 
 
 def _choices_table(choices) -> str:
-    from kit.report.tables import format_table
+    from kit.core.tables import format_table
 
     rows = []
     for c in choices:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import re
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", required=True, help="digits | mnist5k | path to .npz")
     p.add_argument("-o", "--out", default="runs/sensitivity", help="output folder (default: runs/sensitivity)")
     p.add_argument("--ratios", default="0.5,0.7,0.9,0.95", help="comma-separated fractions to remove")
-    p.add_argument("--structured", action="store_true", help="also remove whole output channels (kit.structured)")
+    p.add_argument("--structured", action="store_true", help="also remove whole output channels (kit.techniques.structured)")
     p.add_argument("--criterion", default="l1", help="structured importance: l1 | l2 | bn_scale | taylor | apoz")
     p.add_argument("--granularity", choices=("unstructured", "block"), default="unstructured",
                    help="one-shot pruning pattern (default: unstructured)")
@@ -37,10 +37,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
     from kit.models import ZOO, build, load_model, train_baseline
     from kit.recipe import PruneStep
-    from kit.sensitivity import analyze, split_validation
+    from kit.search.sensitivity import analyze, split_validation
 
     ratios = _ratios(args.ratios)
     block = _block(args.block)
@@ -78,7 +78,7 @@ def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
     import json
     from pathlib import Path
 
-    from kit import latency_aware
+    from kit.search import latency_aware
     from targets.registry import get_target
 
     with get_target(args.target) as t:

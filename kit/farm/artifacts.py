@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.tflite_file import TFLiteInfo, read_tflite
+from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 
 @dataclass
@@ -91,7 +91,7 @@ def from_file(path: str | Path, name: str | None = None, fmt: str | None = None,
 
 
 def from_manifest(manifest: dict[str, Any], out_dir: Path, model: str) -> list[ArtifactEntry]:
-    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress` run."""
+    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress.compress` run."""
     recipe = manifest["recipe"]["name"]
     text = manifest.get("recipe_source") or ""
     recipe_sha = hashlib.sha256(text.encode()).hexdigest()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kit.farm.rundata import RunData
-from kit.farm.select import choose
+from kit.farm.choose import choose
 
 
 @dataclass

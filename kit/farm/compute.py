@@ -1,6 +1,6 @@
 """Compression jobs for `kit run`: a local process pool (default) or a Ray cluster.
 
-Each job (one model x one recipe) runs `kit.pipeline.compress` in a worker
+Each job (one model x one recipe) runs `kit.pipeline.compress.compress` in a worker
 with its inputs sent along (model file bytes, recipe text, .npz bytes), so a
 worker on another host needs no shared file system: it compresses in a
 temporary folder and sends the output files back; the orchestrator writes them
@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 
 STAMP = "farm_job.json"
 
@@ -141,7 +141,7 @@ def _on_ray(payloads: list[dict[str, Any]], workers: int, ray_address: str | Non
 def compress_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker side: compress in a temporary folder; return its files, the log, or the error."""
     import kit  # noqa: F401  (environment before TensorFlow)
-    from kit.pipeline import compress
+    from kit.pipeline.compress import compress
     from kit.recipe import parse_recipe
 
     lines: list[str] = []

@@ -19,9 +19,9 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from kit.farm.rundata import RunData
-from kit.farm.select import ClassChoice
+from kit.farm.choose import ClassChoice
 
 MANIFEST = "prunekit_models.json"
 MANIFEST_FORMAT = "prunekit-models/1"

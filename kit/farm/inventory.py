@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import KitError
-from kit.farm._toml import FarmError, TomlFile
+from kit.core.errors import KitError
+from kit.core.toml import FarmError, TomlFile
 from targets.profiles import FORMATS, DeviceProfile, list_profiles, load_profile
 from targets.registry import TARGETS
 from targets.uri import parse_target_uri

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from kit.farm import artifacts as artifact_files
 from kit.farm.artifacts import ArtifactEntry
 from kit.farm.compute import CompressJob, run_compress_jobs
@@ -24,7 +24,7 @@ from kit.farm.inventory import Device, load_farm
 from kit.farm.progress import Progress
 from kit.farm.rundata import load_run, write_plan
 from kit.farm.scheduler import Job, JobArtifact, Report, Scheduler
-from kit.farm.select import ClassChoice, choose
+from kit.farm.choose import ClassChoice, choose
 from kit.farm.spec import PipelineSpec
 from kit.farm.store import ResultsStore, settings_hash, settings_key
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from kit.farm.artifacts import ArtifactEntry
 from kit.farm.store import Key, ResultsStore
 

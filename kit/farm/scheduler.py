@@ -23,7 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from kit.errors import DataError, KitError, ModelError
+from kit.core.errors import DataError, KitError, ModelError
 from kit.farm.inventory import Device
 from kit.farm.progress import Progress
 from kit.farm.store import Key, ResultsStore

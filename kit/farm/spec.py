@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.farm._toml import TomlFile
+from kit.core.toml import TomlFile
 from targets.base import DELEGATES, RunSettings
 from targets.profiles import FORMATS
 

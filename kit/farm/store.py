@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from targets.base import ProfileResult, RunSettings
 
 SCHEMA_VERSION = 1

@@ -5,8 +5,7 @@ import json
 import zipfile
 from pathlib import Path
 
-from kit import _env  # noqa: F401
-from kit.errors import ModelError
+from kit.core.errors import ModelError
 
 
 def load_model(path: str | Path):
@@ -69,7 +68,7 @@ def _keras_version(path: Path) -> str:
 
 def _load_keras3(path: Path):
     try:
-        from kit.keras3 import load_keras3
+        from kit.models.keras3 import load_keras3
     except ImportError:
         raise ModelError(
             f"{path} was saved by Keras 3; TF-MOT works only with tf_keras (Keras 2)",

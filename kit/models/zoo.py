@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from typing import Callable
 
-from kit import _env  # noqa: F401
 
 
 def lenet_300_100(input_shape=(784,), num_classes: int = 10):
@@ -44,7 +43,7 @@ ZOO: dict[str, tuple[Callable, tuple]] = {
 
 
 def build(name: str, input_shape=None, num_classes: int = 10):
-    from kit.errors import ModelError
+    from kit.core.errors import ModelError
 
     if name not in ZOO:
         raise ModelError(f"no built-in model {name!r}", f"built-in models: {', '.join(ZOO)}")

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kit.report.tables import format_table
+from kit.core.tables import format_table
 
 
 def _plt():
@@ -23,7 +23,7 @@ def _plt():
 
 
 def _kernels(model) -> dict[str, np.ndarray]:
-    from kit.masking import KERNEL_NAMES, flat_layers
+    from kit.techniques.masking import KERNEL_NAMES, flat_layers
 
     out = {}
     for layer in flat_layers(model):
@@ -59,7 +59,7 @@ def sparsity_maps(model, path: Path, max_side: int = 400) -> bool:
 
 def input_connections(model) -> np.ndarray | None:
     """Surviving outgoing connections of every input of the first Dense layer (None for other first layers)."""
-    from kit.masking import flat_layers
+    from kit.techniques.masking import flat_layers
 
     for layer in flat_layers(model):
         if getattr(layer, "kernel", None) is None:

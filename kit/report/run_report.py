@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from kit.report.tables import format_table
+from kit.core.tables import format_table
 
 RUNTIME_ORDER = ("litert", "litert-builtin", "tflm")
 

@@ -9,7 +9,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
 
 RUNNER = Path(__file__).with_name("litert_runner.py")

@@ -23,9 +23,9 @@ from farm_fixtures import FLASH_BYTES, MODELS, emulators, farm_toml, pipeline_to
 from kit.cli import main
 from kit.farm.orchestrate import run_pipeline
 from kit.farm.rundata import load_run
-from kit.farm.select import choose
+from kit.farm.choose import choose
 from kit.farm.spec import load_pipeline
-from kit.tflite_file import read_tflite
+from kit.core.tflite_file import read_tflite
 
 ACCURACY = {"kws_ref_model": 0.9, "micro_speech_quantized": 0.8, "hello_world_int8": 0.5,
             "pretrainedResnet_quant": 0.85}

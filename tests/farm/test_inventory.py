@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.farm._toml import FarmError, TomlFile
+from kit.core.toml import FarmError, TomlFile
 from kit.farm.inventory import load_farm, parse_farm_text
 from kit.farm.spec import load_pipeline, parse_pipeline
 

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from kit.errors import KitError
+from kit.core.errors import KitError
 from kit.farm.store import Key, ResultsStore, settings_hash
 from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
 

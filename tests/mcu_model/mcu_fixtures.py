@@ -77,7 +77,7 @@ def _build_small_models() -> SmallModels:
     int8 = convert(optimizations=[tf.lite.Optimize.DEFAULT],
                    representative_dataset=lambda: ([x[i:i + 1]] for i in range(0, 400, 4)),
                    target_spec=_int8_spec(tf), inference_input_type=tf.int8, inference_output_type=tf.int8)
-    from kit.tflite_file import read_tflite
+    from kit.core.tflite_file import read_tflite
 
     info = read_tflite(int8)
     q = info.tensor(info.inputs[0]).quantization

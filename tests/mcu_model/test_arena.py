@@ -9,8 +9,8 @@ from mcu_fixtures import small_models  # noqa: F401  (fixture)
 from firmware_tools.arena import decompression_bytes, measure_memory, with_margin
 from firmware_tools.compress import compress_model
 from firmware_tools.tflm import ARENA_STEP, run_model, search_arena
-from kit.errors import ModelError
-from kit.tflite_file import read_tflite
+from kit.core.errors import ModelError
+from kit.core.tflite_file import read_tflite
 
 
 def test_minimum_arena_runs_and_one_step_less_is_refused(small_models):

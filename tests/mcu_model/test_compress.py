@@ -10,7 +10,7 @@ from mcu_fixtures import small_models  # noqa: F401  (fixture)
 from firmware_tools.compress import (DCM_BYTES, Compression, PruneCompressor, _read_editable, compress_model,
                                      decode_prune, encode_prune)
 from firmware_tools.tflm import run_model, search_arena
-from kit.tflite_file import read_tflite
+from kit.core.tflite_file import read_tflite
 
 
 def _outputs(model: bytes, x: np.ndarray) -> np.ndarray:

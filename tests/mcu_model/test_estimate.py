@@ -7,8 +7,8 @@ from conftest import shared_file
 
 from firmware_tools.estimate import (count_work, estimate, fit_constants, list_mcu_profiles, load_mcu_profile,
                                      reference_check)
-from kit.errors import KitError
-from kit.tflite_file import read_tflite
+from kit.core.errors import KitError
+from kit.core.tflite_file import read_tflite
 
 REFERENCE = "reference/mlperf_tiny/reference_results_v0.5_nucleo_l4r5zi.csv"
 MODELS = "models/mlperf-tiny"

@@ -11,8 +11,8 @@ from mcu_fixtures import compiler, small_models  # noqa: F401  (fixtures)
 
 from firmware_tools.compress import _read_editable, compress_model, serialize
 from firmware_tools.op_resolver import ADD_METHODS, render_resolver, resolver_methods
-from kit.errors import ModelError
-from kit.tflite_file import read_tflite
+from kit.core.errors import ModelError
+from kit.core.tflite_file import read_tflite
 
 _BY_METHOD = {method: op for op, method in ADD_METHODS.items()}
 

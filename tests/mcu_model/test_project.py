@@ -10,8 +10,8 @@ import pytest
 from mcu_fixtures import compiler, small_models  # noqa: F401  (fixtures)
 
 from firmware_tools.project import MANIFEST, TEMPLATES, generate_project
-from kit.errors import KitError, ModelError
-from kit.tflite_file import read_tflite
+from kit.core.errors import KitError, ModelError
+from kit.core.tflite_file import read_tflite
 
 
 @pytest.fixture(scope="module")

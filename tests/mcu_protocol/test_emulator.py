@@ -6,8 +6,8 @@ import pytest
 
 from conftest import shared_file
 from firmware_tools import protocol
-from kit.errors import ModelError, TargetError
-from kit.tflite_file import read_tflite
+from kit.core.errors import ModelError, TargetError
+from kit.core.tflite_file import read_tflite
 from mcu_boards import KWS, MLPERF, bmp_as_int8_npy, emulated, power_meter, tflm_outputs
 from targets.base import RunSettings
 from targets.registry import get_target

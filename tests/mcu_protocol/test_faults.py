@@ -12,7 +12,7 @@ import pytest
 from conftest import shared_file
 from firmware_tools.emulator import Fault
 from firmware_tools.protocol import ProtocolError
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from mcu_boards import KWS, emulated
 from targets.base import RunSettings
 from targets.registry import get_target

@@ -9,7 +9,7 @@ import pytest
 from conftest import shared_file
 from firmware_tools import protocol
 from firmware_tools.protocol import ProtocolError
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 
 LOG = "reference/mlperf_tiny/nucleo_l4r5zi_kws_performance_log.txt"
 CSV = "reference/mlperf_tiny/reference_results_v0.5_nucleo_l4r5zi.csv"

@@ -46,8 +46,8 @@ def test_wrong_data_shape(tmp_path, capsys):
      "non-integer labels"),
 ])
 def test_bad_npz(tmp_path, arrays, words):
-    from kit.data import load_data
-    from kit.errors import DataError
+    from kit.pipeline.data import load_data
+    from kit.core.errors import DataError
 
     p = tmp_path / "d.npz"
     np.savez(p, **arrays)

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kit.data import load_data
-from kit.errors import ModelError
-from kit.pipeline import compress
+from kit.pipeline.data import load_data
+from kit.core.errors import ModelError
+from kit.pipeline.compress import compress
 from kit.recipe import parse_recipe
 
 RECIPE = """

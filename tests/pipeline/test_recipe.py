@@ -1,7 +1,7 @@
 import pytest
 from conftest import assert_recipe_error
 
-from kit.errors import RecipeError
+from kit.core.errors import RecipeError
 from kit.recipe import builtin_recipes, load_recipe, parse_recipe
 
 

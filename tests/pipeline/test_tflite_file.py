@@ -4,8 +4,8 @@ import random
 import pytest
 
 from conftest import shared_file
-from kit.errors import ModelError
-from kit.tflite_file import read_tflite
+from kit.core.errors import ModelError
+from kit.core.tflite_file import read_tflite
 
 
 @pytest.fixture(scope="module")

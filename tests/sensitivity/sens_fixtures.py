@@ -12,9 +12,9 @@ VAL_FRACTION = 0.2
 @functools.cache
 def digits_lenet():
     """(data, validation split, baseline trained 15 epochs on the training data without the validation split)."""
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
     from kit.models import build, train_baseline
-    from kit.sensitivity import split_validation
+    from kit.search.sensitivity import split_validation
 
     data = load_data("digits")
     split = split_validation(data, VAL_FRACTION)

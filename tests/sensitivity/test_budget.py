@@ -6,12 +6,12 @@ import pytest
 from sens_fixtures import VAL_FRACTION, digits_lenet
 
 import kit  # noqa: F401
-from kit import check as checks
-from kit.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget, recipe_toml,
+from kit.pipeline import check as checks
+from kit.search.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget, recipe_toml,
                          search, unpruned_recipe)
-from kit.errors import KitError, RecipeError
+from kit.core.errors import KitError, RecipeError
 from kit.recipe import LayerOverride, builtin_recipes, load_recipe, parse_recipe
-from kit.sensitivity import SensitivityResult, SensitivityRow
+from kit.search.sensitivity import SensitivityResult, SensitivityRow
 
 RECIPE = """
 name = "quick"

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit import latency_aware as la
-from kit.errors import KitError
+from kit.search import latency_aware as la
+from kit.core.errors import KitError
 
 
 @pytest.fixture(scope="module")

@@ -12,9 +12,9 @@ import pytest
 from sens_fixtures import digits_lenet
 
 import kit  # noqa: F401
-from kit.errors import DataError, KitError
+from kit.core.errors import DataError, KitError
 from kit.recipe import PruneStep
-from kit.sensitivity import analyze, load_sensitivity, magnitude_mask, split_validation
+from kit.search.sensitivity import analyze, load_sensitivity, magnitude_mask, split_validation
 
 RATIOS = (0.5, 0.9, 0.99)
 
@@ -32,7 +32,7 @@ def result(trained):
 
 
 def test_validation_split_is_the_held_out_tail_of_the_training_data():
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
 
     data = load_data("digits")
     split = split_validation(data, 0.2)

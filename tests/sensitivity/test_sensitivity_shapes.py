@@ -2,14 +2,14 @@
 import pytest
 
 import kit  # noqa: F401
-from kit.sensitivity import analyze, is_one_shot, split_validation
+from kit.search.sensitivity import analyze, is_one_shot, split_validation
 
 
 @pytest.fixture(scope="module")
 def result():
     import tf_keras as keras
 
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
 
     data = load_data("digits").fit_to((8, 8, 1))
     split = split_validation(data, 0.2)

@@ -5,8 +5,8 @@ import pytest
 from conftest import shared_file
 
 import kit  # noqa: F401
-from kit.structured import model_cost
-from kit.structured.cost import cost_table
+from kit.techniques.structured import model_cost
+from kit.techniques.structured.cost import cost_table
 
 
 def test_hand_computed_macs():

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit.errors import KitError, ModelError
-from kit.structured import build_graph, prune_channels
+from kit.core.errors import KitError, ModelError
+from kit.techniques.structured import build_graph, prune_channels
 
 RNG = np.random.default_rng(0)
 

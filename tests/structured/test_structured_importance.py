@@ -6,8 +6,8 @@ import pytest
 from conftest import shared_file
 
 import kit  # noqa: F401
-from kit.errors import DataError, KitError
-from kit.structured import CRITERIA, prune_channels
+from kit.core.errors import DataError, KitError
+from kit.techniques.structured import CRITERIA, prune_channels
 
 RNG = np.random.default_rng(1)
 

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit.errors import ModelError
-from kit.keras3 import is_keras3_file, load_keras3, load_keras3_weights
+from kit.core.errors import ModelError
+from kit.models.keras3 import is_keras3_file, load_keras3, load_keras3_weights
 
 # Runs in a separate process with real Keras 3 (`import keras`), which must not share a process with tf_keras models.
 _BUILD = textwrap.dedent('''
@@ -140,7 +140,7 @@ def test_round_trip_gives_identical_outputs(k3_dir, name, x):
 
 
 def test_rebuilt_model_can_be_pruned_structurally(k3_dir):
-    from kit.structured import prune_channels
+    from kit.techniques.structured import prune_channels
 
     model = load_keras3(k3_dir / "functional.keras")
     result = prune_channels(model, 0.5)

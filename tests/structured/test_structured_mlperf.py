@@ -7,7 +7,7 @@ from conftest import shared_file
 from structured_helpers import masked_original, run_litert, run_tflm, to_tflite
 
 import kit  # noqa: F401
-from kit.structured import prune_channels
+from kit.techniques.structured import prune_channels
 
 MODELS = {"resnet8": "models/mlperf-tiny/pretrainedResnet.h5", "vww": "models/mlperf-tiny/vww_96.h5",
           "dscnn": "models/mlperf-tiny/kws_ref_model"}

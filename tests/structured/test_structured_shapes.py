@@ -7,12 +7,12 @@ from conftest import assert_recipe_error
 from structured_helpers import run_litert, run_tflm, to_tflite
 
 import kit  # noqa: F401
-from kit.errors import KitError, ModelError
+from kit.core.errors import KitError, ModelError
 from kit.models import build
 from kit.recipe import load_recipe, parse_recipe
-from kit.structured.kernels import ring_shares, shrink_kernels
-from kit.structured.spatial import border_shares, crop_input
-from kit.structured.step import run_step
+from kit.techniques.structured.kernels import ring_shares, shrink_kernels
+from kit.techniques.structured.spatial import border_shares, crop_input
+from kit.techniques.structured.step import run_step
 
 
 def _zero_rings(model, names, rings: int = 1):
@@ -179,7 +179,7 @@ def test_structured_recipe_gets_a_recovery_finetune():
 
 
 def test_structured_and_augment_recipes_write_back_as_toml():
-    from kit.budget import recipe_toml
+    from kit.search.budget import recipe_toml
 
     r = load_recipe("lenet5-latency")
     r.structured.layers = {"fc1": 0.25}

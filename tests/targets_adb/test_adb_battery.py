@@ -5,7 +5,7 @@ import subprocess
 
 import pytest
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.battery import (
     ChargeState,
     battery_config,

@@ -5,7 +5,7 @@ import shlex
 
 import pytest
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.adb import ADBTarget, benchmark_command, parse_adb_uri
 from targets.base import RunSettings
 from targets.profiles import DeviceProfile

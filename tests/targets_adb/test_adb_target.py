@@ -20,7 +20,7 @@ import pytest
 
 from adbd_emulator import AdbdEmulator, EmulatedPhone
 from conftest import shared_file
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.adb import ADBTarget
 from targets.base import RunSettings
 from targets.profiles import DeviceProfile

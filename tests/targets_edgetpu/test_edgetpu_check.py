@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from conftest import shared_file
-from kit.errors import ModelError
+from kit.core.errors import ModelError
 from targets.edgetpu import SUPPORTED_OPS, check_edgetpu_requirements
 
 INT8_MODELS = ["mlperf-tiny/ad01_int8.tflite", "mlperf-tiny/vww_96_int8.tflite", "mlperf-tiny/kws_ref_model.tflite",

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from conftest import shared_file
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.edgetpu import compile_for_edgetpu, parse_compiler_output, parse_operation_log
 
 MiB, KiB = 1024**2, 1024

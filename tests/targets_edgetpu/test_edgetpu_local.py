@@ -6,7 +6,7 @@ import ctypes.util
 import pytest
 
 from conftest import shared_file
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from targets.base import RunSettings
 from targets.registry import get_target
 

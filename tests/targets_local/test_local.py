@@ -3,7 +3,7 @@ import shutil
 import numpy as np
 import pytest
 
-from kit.errors import KitError, TargetError
+from kit.core.errors import KitError, TargetError
 from targets.base import LatencyStats, RunSettings
 from targets.profiles import load_profile
 from targets.registry import get_target

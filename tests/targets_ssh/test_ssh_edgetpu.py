@@ -9,7 +9,7 @@ import sys
 import pytest
 
 from conftest import shared_file
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from loopback_sshd import SSHD, LoopbackSSHD
 from targets.base import RunSettings
 from targets.registry import get_target

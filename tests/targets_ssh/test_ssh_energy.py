@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from loopback_sshd import SSHD, LoopbackSSHD
 from targets.base import RunSettings
 from targets.energy import (PowerSample, SerialPowerMeter, energy_per_inference, parse_meter_line, parse_pmic_adc,

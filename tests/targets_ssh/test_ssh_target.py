@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kit.errors import TargetError
+from kit.core.errors import TargetError
 from loopback_sshd import SSHD, LoopbackSSHD, cmdline, descendants
 from targets.base import RunSettings
 from targets.local import LocalTarget

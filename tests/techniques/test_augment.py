@@ -4,8 +4,8 @@ import pytest
 from conftest import assert_recipe_error
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kit.errors import DataError
-from kit.finetune import augmented, fit, steps_per_epoch
+from kit.core.errors import DataError
+from kit.techniques.finetune import augmented, fit, steps_per_epoch
 from kit.recipe import Augment, Distill, FinetuneStep, parse_recipe
 
 

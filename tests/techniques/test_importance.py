@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit.errors import DataError, KitError
-from kit.importance import MIN_KEEP, scores, select_sparsity, select_threshold
+from kit.core.errors import DataError, KitError
+from kit.techniques.importance import MIN_KEEP, scores, select_sparsity, select_threshold
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def _per_sample_grads(w, x, y):
 
 
 def test_gradient_taylor_fisher_match_hand_computed(linear):
-    from kit.masking import prunable_kernels
+    from kit.techniques.masking import prunable_kernels
 
     model, w, x, y = linear
     kernels = prunable_kernels(model)
@@ -47,7 +47,7 @@ def test_gradient_taylor_fisher_match_hand_computed(linear):
 
 
 def test_gradient_methods_need_data(linear):
-    from kit.masking import prunable_kernels
+    from kit.techniques.masking import prunable_kernels
 
     model = linear[0]
     with pytest.raises(DataError, match="needs input data"):

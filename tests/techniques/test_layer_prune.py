@@ -4,8 +4,8 @@ import pytest
 from conftest import shared_file
 
 import kit  # noqa: F401
-from kit.errors import ModelError
-from kit.layer_prune import find_blocks, prune_blocks, remove_blocks
+from kit.core.errors import ModelError
+from kit.techniques.layer_prune import find_blocks, prune_blocks, remove_blocks
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +47,8 @@ def test_removing_any_block_keeps_shapes_and_weights(resnet8, images, index):
 
 
 def test_prune_blocks_removes_the_cheapest_and_still_converts(resnet8, images):
-    from kit import check as checks
-    from kit.convert import ArtifactSpec, convert
+    from kit.pipeline import check as checks
+    from kit.pipeline.convert import ArtifactSpec, convert
 
     pruned, report = prune_blocks(resnet8, images, count=2)
     costs = [c["cost"] for c in report.candidates]
@@ -100,9 +100,9 @@ def test_recipe_layer_prune_on_a_small_resnet(tmp_path):
     """End to end on digits (8x8 images): the cheapest of two residual blocks goes, the rest ships."""
     import tf_keras as keras
 
-    from kit.data import load_data
+    from kit.pipeline.data import load_data
     from kit.models import train_baseline
-    from kit.pipeline import compress
+    from kit.pipeline.compress import compress
     from kit.recipe import parse_recipe
 
     L = keras.layers

@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit import check as checks
-from kit.convert import ArtifactSpec, convert
-from kit.errors import KitError, ModelError
-from kit.lowrank import factorize, merge_neurons, sparse_bytes
+from kit.pipeline import check as checks
+from kit.pipeline.convert import ArtifactSpec, convert
+from kit.core.errors import KitError, ModelError
+from kit.techniques.lowrank import factorize, merge_neurons, sparse_bytes
 
 RANK = 5
 

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit import metrics as M
-from kit.errors import KitError
+from kit.pipeline import metrics as M
+from kit.core.errors import KitError
 
 
 def test_psnr_and_mse_by_hand():

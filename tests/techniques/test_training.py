@@ -6,11 +6,11 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kit import prune as pruning
-from kit.data import load_data
-from kit.finetune import fit, steps_per_epoch
-from kit.masking import kernel_targets, prunable_kernels
-from kit.pipeline import compress
+from kit.techniques import prune as pruning
+from kit.pipeline.data import load_data
+from kit.techniques.finetune import fit, steps_per_epoch
+from kit.techniques.masking import kernel_targets, prunable_kernels
+from kit.pipeline.compress import compress
 from kit.recipe import FinetuneStep, PruneStep, parse_recipe
 
 
@@ -34,7 +34,7 @@ def _acc(model, data) -> float:
 
 
 def test_l1_raises_near_zero_fraction_over_plain_training(baseline, digits):
-    from kit.regularize import near_zero_fraction, regularize
+    from kit.techniques.regularize import near_zero_fraction, regularize
 
     step = FinetuneStep(epochs=3)
     plain = pruning.private_copy(baseline)
@@ -52,7 +52,7 @@ def test_l1_raises_near_zero_fraction_over_plain_training(baseline, digits):
 
 
 def test_group_lasso_shrinks_whole_units(baseline, digits):
-    from kit.regularize import regularize, unit_norms
+    from kit.techniques.regularize import regularize, unit_norms
 
     step = FinetuneStep(epochs=3)
     plain = pruning.private_copy(baseline)
@@ -66,7 +66,7 @@ def test_group_lasso_shrinks_whole_units(baseline, digits):
 
 
 def test_soft_pruning_lets_masked_weights_return(baseline, digits):
-    from kit.soft_prune import soft_prune
+    from kit.techniques.soft_prune import soft_prune
 
     ft = FinetuneStep(epochs=6)
     spe = steps_per_epoch(len(digits.x_train), ft)
@@ -88,7 +88,7 @@ def test_soft_pruning_lets_masked_weights_return(baseline, digits):
 
 @pytest.mark.parametrize("gate, scope", [("ste", "layer"), ("sigmoid", "layer"), ("ste", "global")])
 def test_learned_masks_reach_requested_sparsity(baseline, digits, gate, scope):
-    from kit.learned_masks import learn_masks
+    from kit.techniques.learned_masks import learn_masks
 
     keys = list(prunable_kernels(baseline))
     before = [w.copy() for w in baseline.get_weights()]
@@ -107,7 +107,7 @@ def test_learned_masks_reach_requested_sparsity(baseline, digits, gate, scope):
 
 
 def test_learned_filter_masks_remove_whole_units_but_not_outputs(baseline, digits):
-    from kit.learned_masks import learn_masks
+    from kit.techniques.learned_masks import learn_masks
 
     keys = list(prunable_kernels(baseline))
     model, masks, report = learn_masks(baseline, {k: 0.5 for k in keys}, digits.x_train, digits.y_train, epochs=3,
@@ -121,7 +121,7 @@ def test_learned_filter_masks_remove_whole_units_but_not_outputs(baseline, digit
 
 
 def test_iterative_cycles_are_nested_and_reach_target(baseline, digits):
-    from kit.iterative import cycle_targets, iterative_prune
+    from kit.techniques.iterative import cycle_targets, iterative_prune
 
     assert cycle_targets(0.9, 3) == pytest.approx([1 - 0.1 ** (1 / 3), 1 - 0.1 ** (2 / 3), 0.9])
     work = pruning.private_copy(baseline)
@@ -142,7 +142,7 @@ def test_iterative_cycles_are_nested_and_reach_target(baseline, digits):
 
 
 def test_iterative_relative_threshold_prunes_under_a_fraction_of_layer_rms(baseline, digits):
-    from kit.iterative import iterative_prune
+    from kit.techniques.iterative import iterative_prune
 
     work = pruning.private_copy(baseline)
     kernels = prunable_kernels(work)

