@@ -26,7 +26,7 @@ from pathlib import Path
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import tf_keras as keras
 from kit.search.budget import search
-from kit.pipeline.data import load_data, shared_dir
+from kit.data import load_data, shared_dir
 from kit.models import build, train_baseline
 from kit.recipe import load_recipe
 from kit.core.tables import format_table

@@ -30,7 +30,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "targets_ssh"))  # the loopback sshd used by the tests
 
 from kit.core.tables import format_table  # noqa: E402
 
@@ -91,7 +90,7 @@ def main() -> int:
     if missing:
         print(f"skipped: {', '.join(missing)} not found under {SHARED}")
         return 0
-    from loopback_sshd import SSHD, LoopbackSSHD
+    from tests.support.loopback_sshd import SSHD, LoopbackSSHD  # the SSH tests' loopback sshd
 
     with tempfile.TemporaryDirectory(prefix="bench-farm-") as tmp, contextlib.ExitStack() as stack:
         d = Path(tmp)

@@ -28,7 +28,7 @@ from pathlib import Path
 import kit  # noqa: F401  (environment before TensorFlow)
 import numpy as np
 
-from kit.pipeline.convert import ArtifactSpec, convert
+from kit.convert.converter import ArtifactSpec, convert
 
 from firmware_tools.arena import measure_memory
 from firmware_tools.compress import _read_editable, compress_model
@@ -54,7 +54,7 @@ class Row:
 
 
 def _data():
-    from kit.pipeline.data import load_data
+    from kit.data import load_data
 
     try:
         d = load_data("mnist5k", seed=0)

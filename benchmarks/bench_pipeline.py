@@ -22,8 +22,8 @@ from pathlib import Path
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
-from kit.pipeline import check as checks
-from kit.pipeline.data import load_data, shared_dir
+from kit.convert import check as checks
+from kit.data import load_data, shared_dir
 from kit.models import build, train_baseline
 from kit.pipeline.compress import compress
 from kit.core.tables import format_table
@@ -84,7 +84,7 @@ def main() -> int:
     rows = []
     with tempfile.TemporaryDirectory() as tmp, get_target("local") as host:
         tmp = Path(tmp)
-        from kit.pipeline.convert import ArtifactSpec, convert
+        from kit.convert.converter import ArtifactSpec, convert
 
         dense = convert(model, ArtifactSpec("float32"))
         rows.append(measure("dense float32", dense, data.x_test, data.y_test, host, None, tmp))

@@ -40,9 +40,9 @@ import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
 from firmware_tools.tflm import search_arena
-from kit.pipeline.check import predict
-from kit.pipeline.convert import ArtifactSpec, convert
-from kit.pipeline.data import load_data, shared_dir
+from kit.convert.check import predict
+from kit.convert.converter import ArtifactSpec, convert
+from kit.data import load_data, shared_dir
 from kit.techniques.finetune import fit
 from kit.models import build, train_baseline
 from kit.techniques.prune import private_copy
@@ -51,7 +51,7 @@ from kit.core.tables import format_table
 from kit.techniques.structured import model_cost, prune_channels
 from kit.techniques.structured.kernels import ring_shares
 from kit.techniques.structured.spatial import border_shares
-from kit.techniques.structured.step import run_step
+from kit.steps.structured import surgery
 from targets.base import RunSettings
 from targets.registry import get_target
 
@@ -149,7 +149,7 @@ def lenet5(args, host, workdir: Path) -> None:
 def latency_recipe(args, dense, data):
     """The built-in lenet5-latency recipe's surgery and fine-tune, as `kit compress` runs them."""
     recipe = load_recipe("lenet5-latency")
-    pruned, _ = run_step(dense, recipe.structured, data.x_train[:512], data.y_train[:512], log=lambda *_: None)
+    pruned, _ = surgery(dense, recipe.structured, data.x_train[:512], data.y_train[:512], log=lambda *_: None)
     fit(pruned, data.x_train, data.y_train, _recovery(args, recipe), teacher=dense, progress=False)
     return pruned
 

@@ -27,7 +27,6 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "tests" / "targets_ssh"))  # the loopback sshd used by the tests
 
 import kit  # noqa: E402,F401
 from kit.core.tables import format_table  # noqa: E402
@@ -101,7 +100,7 @@ def main() -> int:
         b, k = statistics.median(bare), statistics.median(r.latency.median_us for r in rounds)
         local_rows.append([m.name, b, k, f"{(k - b) / b * 100:+.1f} %", "yes" if abs(k - b) / b <= 0.03 else "no"])
 
-    from loopback_sshd import SSHD, LoopbackSSHD
+    from tests.support.loopback_sshd import SSHD, LoopbackSSHD  # the SSH tests' loopback sshd
 
     if not SSHD.exists():
         print("/usr/sbin/sshd is absent: SSH figures skipped (apt-get install openssh-server)\n")

@@ -34,10 +34,12 @@ from pathlib import Path
 import kit  # noqa: F401  (TF_USE_LEGACY_KERAS before TensorFlow)
 import numpy as np
 
-from kit.pipeline import check as checks
-from kit.pipeline.convert import ArtifactSpec, convert
-from kit.pipeline.data import load_data, shared_dir
-from kit.pipeline.metrics import add_noise
+from kit.core.artifact import first_correct_runtime
+from kit.core.vocab import DELEGATE_OF_RUNTIME
+from kit.convert import check as checks
+from kit.convert.converter import ArtifactSpec, convert
+from kit.data import load_data, shared_dir
+from kit.techniques.metrics import add_noise
 from kit.models import build, train_baseline
 from kit.pipeline.compress import compress
 from kit.recipe import parse_recipe
@@ -95,7 +97,7 @@ class Meter:
                  for s, v in self.noisy.items()}
         path = self.workdir / f"{name}.tflite"
         path.write_bytes(blob)
-        delegate = "none" if runtime == "litert-builtin" else "default"
+        delegate = DELEGATE_OF_RUNTIME[runtime]
         latency = self.host.profile(path, RunSettings(runs=200, warmup=20, delegate=delegate)).latency.median_us
         return {"top1": top1, "noisy": noisy, "median_us": latency, "bytes": len(blob)}
 
@@ -104,9 +106,9 @@ def best_shipped(result):
     """The smallest shipped artifact and the runtime that runs it correctly (LiteRT preferred)."""
     shipped = sorted(result.shipped, key=lambda a: a.bytes)
     for a in shipped:
-        ok = [c.runtime for c in a.checks if c.loads and c.problem is None and c.runtime != "tflm"]
-        if ok:
-            return a, ok[0]
+        runtime = first_correct_runtime(a.checks, exclude=("tflm",))
+        if runtime is not None:
+            return a, runtime
     raise RuntimeError(f"no shipped artifact runs on LiteRT in {result.out_dir}")
 
 

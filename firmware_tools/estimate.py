@@ -25,8 +25,10 @@ from typing import Any
 
 import numpy as np
 
+from kit.core.artifact import ArtifactRef
 from kit.core.errors import KitError
-from kit.core.named_toml import names, read_named_toml
+from kit.core.measurement import DeviceInfo, LatencyStats, ProfileResult, RunSettings
+from kit.core.toml import TomlFile, check_keys, load_named, named_files
 from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 PROFILE_DIR = Path(__file__).parent / "mcu_profiles"
@@ -79,10 +81,8 @@ class Estimate:
     layers: list[tuple[LayerWork, float]]  # (work, cycles) per op
     estimate: bool = True
 
-    def to_profile_result(self, model_path: str | Path, profile: McuProfile):
+    def to_profile_result(self, model_path: str | Path, profile: McuProfile) -> ProfileResult:
         """The estimate in the schema every target reports, flagged `estimate=True`."""
-        from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
-
         fitted = ", ".join(profile.fit.get("models", [])) or "nothing (priors only)"
         return ProfileResult(
             target=f"estimate:{profile.name}",
@@ -123,7 +123,7 @@ class ReferenceCheck:
 
 
 def list_mcu_profiles() -> list[str]:
-    return names(PROFILE_DIR)
+    return named_files(PROFILE_DIR)
 
 
 def load_mcu_profile(name_or_path: str | Path) -> McuProfile:
@@ -147,11 +147,29 @@ def load_mcu_profile(name_or_path: str | Path) -> McuProfile:
 
 
 def _read_profile(name_or_path: str | Path) -> dict:
-    path, data = read_named_toml(name_or_path, PROFILE_DIR, "MCU profile", _PROFILE_KEYS)
-    for key in ("name", "core", "clock_mhz", "active_power_mw"):
-        if key not in data:
-            raise KitError(f"MCU profile {path} lacks {key!r}")
-    return data
+    """The profile file's table, every key checked at its line like a device profile."""
+    doc = load_named(name_or_path, PROFILE_DIR, "MCU profile")
+    return check_mcu_table(doc, doc.data)
+
+
+def check_mcu_table(doc: TomlFile, t: dict) -> dict:
+    """`t` when every key is known and of the right type; else the error names the file, the line and the key."""
+    check_keys(doc, t, (), _PROFILE_KEYS, "MCU profile")
+    for key in ("name", "core"):
+        doc.get(t, (), key, str, required=True, allowed="a string")
+    for key in ("clock_mhz", "active_power_mw"):
+        doc.get(t, (), key, float, required=True, check=lambda v: v > 0, allowed="a number > 0")
+    for key in ("description", "kernels", "base", "power_note"):
+        doc.get(t, (), key, str)
+    doc.get(t, (), "cycle_factor", float, check=lambda v: v > 0, allowed="a number > 0")
+    cycles = doc.table(t.get("cycles", {}), ("cycles",), set(CYCLE_KEYS))
+    for key in cycles:
+        doc.get(cycles, ("cycles",), key, float, check=lambda v: v >= 0, allowed="cycles >= 0")
+    fit = doc.table(t.get("fit", {}), ("fit",), {"params", "models", "note"})
+    for key in ("params", "models"):
+        doc.string_list(fit, ("fit",), key, [])
+    doc.get(fit, ("fit",), "note", str)
+    return t
 
 
 def count_work(info: TFLiteInfo) -> list[LayerWork]:

@@ -28,6 +28,7 @@ import secrets
 import shlex
 import subprocess
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote
@@ -47,6 +48,8 @@ from targets.battery import (
     sampler_start,
 )
 from targets.benchmark_model import BenchmarkOutput, parse_benchmark_output
+from targets.options import parse_options
+from targets.profiles import DeviceProfile
 from targets.uri import TargetURI
 
 REMOTE_ROOT = "/data/local/tmp"
@@ -71,21 +74,31 @@ _PROPS = ("ro.product.model", "ro.build.version.release", "ro.build.version.sdk"
 _MIB = 1024 * 1024
 
 
+@dataclass
+class ADBOptions:
+    """`--option KEY=VALUE` of adb targets."""
+
+    #: benchmark_model built for the phone's ABI; default: the device profile's `benchmark_binary`
+    benchmark_binary: str | None = None
+    #: the adb client program
+    adb: str = "adb"
+    #: seconds per adb command besides the run itself
+    command_timeout_s: float = 60.0
+    #: benchmark_model's per-op timing table (`--enable_op_profiling`)
+    op_profiling: bool = False
+
+
 class ADBTarget(Target):
     schemes = ("adb",)
 
-    def __init__(self, uri: TargetURI, profile: "DeviceProfile | None" = None,
-                 benchmark_binary: str | None = None, adb: str = "adb",
-                 command_timeout_s: float | str = 60.0, op_profiling: bool | str = False, **unknown: Any):
-        if unknown:
-            raise TargetError(f"option(s) {', '.join(sorted(unknown))} do not apply to adb targets",
-                              "adb targets take benchmark_binary, adb, command_timeout_s and op_profiling")
+    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, **options: Any):
+        o = self.options = parse_options(ADBOptions, options, "adb")
         super().__init__(uri, profile)
         self.serial, self.server_host, self.server_port = parse_adb_uri(uri.raw)
-        self.adb = adb
-        self.benchmark_binary = benchmark_binary or (profile.benchmark_binary if profile else None)
-        self.command_timeout_s = float(command_timeout_s)
-        self.op_profiling = _flag(op_profiling)
+        self.adb = o.adb
+        self.benchmark_binary = o.benchmark_binary or (profile.benchmark_binary if profile else None)
+        self.command_timeout_s = o.command_timeout_s
+        self.op_profiling = o.op_profiling
         self.battery = battery_config(profile.energy if profile else None)
         self._info: DeviceInfo | None = None
 
@@ -345,17 +358,6 @@ def _bool(value: bool) -> str:
     return "true" if value else "false"
 
 
-def _flag(value: bool | str) -> bool:
-    """Options arrive from `--option KEY=VALUE` as text."""
-    if isinstance(value, bool):
-        return value
-    if str(value).lower() in ("1", "true", "yes", "on"):
-        return True
-    if str(value).lower() in ("0", "false", "no", "off", ""):
-        return False
-    raise TargetError(f"option value {value!r} is not true or false")
-
-
 def _tail(output: str, lines: int = 8, width: int = 240) -> str:
     """The last lines of a tool's output, each cut to `width` characters, for an error hint."""
     cut = [ln if len(ln) <= width else ln[:width] + "…" for ln in output.strip().splitlines()[-lines:]]
@@ -447,5 +449,3 @@ def _df_available(text: str) -> int | None:
             return int(m.group(3)) * 1024
     return None
 
-
-from targets.profiles import DeviceProfile  # noqa: E402  (type used in annotations only)

@@ -20,7 +20,8 @@ Power is the sum of volt x current over every rail reported with both (the
 `EXT5V_V` and `BATT_V` inputs carry no current and are left out). These rails
 feed the SoC, memory and I/O; USB devices and the 5 V input regulator's own
 losses are not included. One reading is taken before the run (idle) and one
-after, and readings are repeated while the runner runs; see `targets.ssh`.
+after, and readings are repeated while the runner runs (`pmic_script`, run by
+`targets.ssh` on the board).
 
 External meter (`serial-meter`): any meter (an INA219/INA226 on a
 microcontroller, a USB power meter with a serial port) that prints one ASCII
@@ -45,10 +46,12 @@ Not run on a physical Raspberry Pi 5 or a physical power meter.
 from __future__ import annotations
 
 import re
+import shlex
 import statistics
 import threading
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from kit.core.errors import TargetError
 
@@ -212,3 +215,100 @@ class SerialPowerMeter:
         if self._error:
             parts.append(f"reading stopped: {self._error}")
         return "; ".join(parts)
+
+
+# -- Raspberry Pi 5 PMIC sampling during a run ---------------------------------------------------------
+
+#: the line after which `pmic_script`'s output is the runner's own stdout
+PMIC_RUNNER_START = "@runner-output"
+
+
+def pmic_script(vcgencmd: str, cmd: list[str], run_dir: str, interval: float) -> str:
+    """Shell script: idle PMIC reading, runner in the background, readings until it exits, runner output.
+
+    Markers: `@before T`, `@sample T` (each followed by the tool's output), `@exit T RC` written the
+    moment the runner ends, `@after T`, then the runner's stdout after `@runner-output`.
+    """
+    vc = shlex.quote(vcgencmd)
+    out, err = shlex.quote(f"{run_dir}/runner.out"), shlex.quote(f"{run_dir}/runner.err")
+    return "\n".join([
+        "now() { date +%s.%N; }",
+        f'echo "@before $(now)"; {vc} pmic_read_adc 2>&1',
+        f'( {shlex.join(cmd)} >{out} 2>{err}; rc=$?; echo "@exit $(now) $rc" ) &',
+        "pid=$!",
+        f'while kill -0 "$pid" 2>/dev/null; do echo "@sample $(now)"; {vc} pmic_read_adc 2>&1; sleep {interval:.3f}; done',
+        'wait "$pid"',
+        f'echo "@after $(now)"; {vc} pmic_read_adc 2>&1',
+        f"echo {PMIC_RUNNER_START}; cat {out}; cat {err} >&2",
+    ])
+
+
+def pmic_exit_code(log_text: str) -> int:
+    """The runner's exit status from the `@exit` marker; -1 when it is missing."""
+    for line in log_text.splitlines():
+        if line.startswith("@exit "):
+            parts = line.split()
+            return int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else -1
+    return -1
+
+
+def parse_pmic_log(text: str) -> dict[str, Any]:
+    """Sections of `pmic_script` output -> power samples, idle power, the runner's exit time."""
+    sections: list[tuple[str, float | None, list[str]]] = []
+    end = None
+    for line in text.splitlines():
+        if line.startswith(("@before ", "@sample ", "@after ", "@exit ")):
+            tag, stamp = line.split()[:2]
+            try:
+                t = float(stamp)
+            except ValueError:
+                return {"error": f"the board's `date` gave {stamp!r}, not seconds with a fraction (date +%s.%N)",
+                        "samples": [], "end": None, "idle_w": None}
+            if tag == "@exit":
+                end = t
+            else:
+                sections.append((tag, t, []))
+        elif sections:
+            sections[-1][2].append(line)
+    idle_w: float | None = None
+    samples: list[PowerSample] = []
+    for tag, t, lines in sections:
+        power = pmic_power_w("\n".join(lines))
+        if tag == "@before":
+            idle_w = power
+            if power is None:
+                return {"error": "`vcgencmd pmic_read_adc` printed no rail readings (is this a Raspberry Pi 5?): "
+                                 + " | ".join(lines[-3:]), "samples": [], "end": None, "idle_w": None}
+        elif tag == "@sample" and power is not None:
+            samples.append(PowerSample(t, power))
+    if end is None:
+        return {"error": "the runner's exit time was not recorded", "samples": samples, "end": None, "idle_w": idle_w}
+    return {"samples": samples, "end": end, "idle_w": idle_w}
+
+
+def runner_energy(e: dict[str, Any], samples_us: list[float]) -> EnergyReading:
+    """Energy per inference of one runner run from what was recorded beside it.
+
+    `e` is {"method": "serial-meter", "samples", "end", "note", "port"}, {"method": "rpi5-pmic",
+    "min_samples", **parse_pmic_log(...)} or {"method": None, "note": why there is no reading}.
+    """
+    active_s = sum(samples_us) / 1e6
+    runs = len(samples_us)
+    if e["method"] == "serial-meter":
+        if not e["samples"]:
+            return EnergyReading(None, None, f"serial-meter: the meter at {e['port']} sent no samples during the "
+                                 f"run {('(' + e['note'] + ')') if e['note'] else ''}".strip())
+        reading = energy_per_inference(e["samples"], e["end"], active_s, runs, "serial-meter")
+        if e["note"]:
+            reading.note += f"; {e['note']}"
+        return reading
+    if e["method"] == "rpi5-pmic":
+        if e.get("error"):
+            return EnergyReading(None, None, f"rpi5-pmic: {e['error']}")
+        reading = energy_per_inference(e["samples"], e["end"], active_s, runs, "rpi5-pmic",
+                                       min_samples=e["min_samples"], idle_w=e["idle_w"])
+        if reading.uj_per_inference is not None:
+            reading.note += ("; vcgencmd sampling ran on the board during the timed runs; PMIC rails exclude "
+                             "USB devices and the 5 V input regulator")
+        return reading
+    return EnergyReading(None, None, e["note"])

@@ -4,22 +4,39 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from kit.core.errors import TargetError
 from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, RunSettings, Target
+from targets.host_facts import local_health
+from targets.options import parse_options
+from targets.profiles import DeviceProfile
 from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
+from targets.uri import TargetURI
+
+
+@dataclass
+class LocalOptions:
+    """The host needs no options; the class exists so that a stray `--option` is refused by name."""
 
 
 class LocalTarget(Target):
     schemes = ("local",)
+
+    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, **options: Any):
+        super().__init__(uri, profile)
+        self.options = parse_options(LocalOptions, options, "local")
 
     def device_info(self) -> DeviceInfo:
         proc = subprocess.run([sys.executable, str(RUNNER), "--info"], capture_output=True, text=True, timeout=60)
         d = parse_runner_output(proc.stdout, proc.stderr, where="local")["device"]
         return DeviceInfo(name=d["name"], cpu=d["cpu"], os=d["os"], runtime=d["runtime"],
                           runtime_version=d["runtime_version"])
+
+    def health(self) -> dict[str, Any]:
+        return {**super().health(), **local_health()}
 
     def deploy(self, artifact: Path) -> Deployment:
         if not artifact.is_file():

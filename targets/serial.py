@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import re
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, TypeVar
 from urllib.parse import urlencode
@@ -28,10 +29,11 @@ import numpy as np
 
 from firmware_tools import protocol
 from firmware_tools.protocol import ProtocolError
-from kit.core.errors import DataError, KitError, TargetError
+from kit.core.errors import DataError, TargetError
 from kit.core.tflite_file import TFLiteInfo, read_tflite
 from targets.base import ArtifactRef, Deployment, DeviceInfo, LatencyStats, ProfileResult, RunSettings, Target
 from targets.energy import EnergyReading, SerialPowerMeter, energy_per_inference
+from targets.options import convert_option, parse_options
 from targets.profiles import DeviceProfile
 from targets.uri import TargetURI
 
@@ -241,28 +243,48 @@ def _check_infer(n: int, w: int) -> Callable[[list[str]], protocol.InferReply]:
     return parse
 
 
+@dataclass
+class SerialOptions:
+    """`--option KEY=VALUE` of serial targets."""
+
+    #: overrides the URL's `?baud=`
+    baud: int | None = field(default=None, metadata={"min": 1})
+    #: seconds to wait for each answer line
+    line_timeout: float = field(default=3.0, metadata={"min": 0.05})
+    connect_timeout: float = field(default=10.0, metadata={"min": 0.1})
+    #: re-sends of an idempotent command after a lost or garbled answer
+    retries: int = field(default=2, metadata={"min": 0})
+    #: timed `infer` batches the runs are split into (one latency sample each)
+    batches: int = field(default=1, metadata={"min": 1})
+    chunk_bytes: int = field(default=protocol.CHUNK_BYTES, metadata={"min": 1})
+    #: the flashed model's name, asserted when the firmware cannot load models over serial
+    board_model: str | None = None
+    #: seed of the random input when no --input is given
+    seed: int = field(default=0, metadata={"min": 0})
+    #: serial port of an external power meter on the board's supply (`targets.energy`)
+    meter: str | None = None
+    meter_baud: int = field(default=115200, metadata={"min": 1})
+
+
 class SerialTarget(Target):
     """A board speaking the MLPerf Tiny protocol on any pyserial URL."""
 
     schemes = ("serial", "rfc2217", "socket", "loop")
 
-    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, *, baud: int | str | None = None,
-                 line_timeout: float | str = 3.0, connect_timeout: float | str = 10.0, retries: int | str = 2,
-                 batches: int | str = 1, chunk_bytes: int | str = protocol.CHUNK_BYTES,
-                 board_model: str | None = None, seed: int | str = 0, meter: str | None = None,
-                 meter_baud: int | str = 115200):
+    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, **options: Any):
         super().__init__(uri, profile)
+        o = self.options = parse_options(SerialOptions, options, "serial")
         self.url, url_baud = _pyserial_url(uri)
-        self.baud = _number("baud", baud, int, 1) if baud is not None else url_baud
-        self.line_timeout = _number("line_timeout", line_timeout, float, 0.05)
-        self.connect_timeout = _number("connect_timeout", connect_timeout, float, 0.1)
-        self.retries = _number("retries", retries, int, 0)
-        self.batches = _number("batches", batches, int, 1)
-        self.chunk_bytes = _number("chunk_bytes", chunk_bytes, int, 1)
-        self.board_model = board_model
-        self.seed = _number("seed", seed, int, 0)
-        self.meter = meter
-        self.meter_baud = _number("meter_baud", meter_baud, int, 1)
+        self.baud = o.baud if o.baud is not None else url_baud
+        self.line_timeout = o.line_timeout
+        self.connect_timeout = o.connect_timeout
+        self.retries = o.retries
+        self.batches = o.batches
+        self.chunk_bytes = o.chunk_bytes
+        self.board_model = o.board_model
+        self.seed = o.seed
+        self.meter = o.meter
+        self.meter_baud = o.meter_baud
         self._link_: _Link | None = None
         self._name: protocol.BoardName | None = None
         self._profile: protocol.BoardProfile | None = None
@@ -502,7 +524,7 @@ def _pyserial_url(uri: TargetURI) -> tuple[str, int]:
     """`serial:///dev/ttyACM0?baud=9600` -> ("/dev/ttyACM0", 9600); other schemes keep their URL."""
     query = dict(uri.query)
     baud_text = query.pop("baud", query.pop("baudrate", "115200"))
-    baud = _number("baud", baud_text, int, 1)
+    baud = convert_option("serial", "baud", baud_text, int, 1)
     if uri.scheme == "serial":
         if query:
             raise TargetError(f"unknown option(s) {', '.join(sorted(query))} in {uri.raw}", "serial URLs take ?baud=N")
@@ -512,16 +534,6 @@ def _pyserial_url(uri: TargetURI) -> tuple[str, int]:
         return device, baud
     base = uri.raw.split("?", 1)[0]
     return (base + ("?" + urlencode(query) if query else "")), baud
-
-
-def _number(name: str, value: Any, cast: type, minimum: float) -> Any:
-    try:
-        number = cast(value)
-    except (TypeError, ValueError):
-        raise KitError(f"serial target option {name}={value!r} is not a {cast.__name__}") from None
-    if number < minimum:
-        raise KitError(f"serial target option {name}={value!r} must be >= {minimum}")
-    return number
 
 
 def _input_size(info: TFLiteInfo) -> int:

@@ -41,13 +41,16 @@ import shlex
 import socket
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kit.core.errors import TargetError
 from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, RunSettings, Target
-from targets.energy import EnergyReading, PowerSample, SerialPowerMeter, energy_per_inference, pmic_power_w
+from targets.energy import (PMIC_RUNNER_START, SerialPowerMeter, parse_pmic_log, pmic_exit_code, pmic_script,
+                            runner_energy)
+from targets.host_facts import BATTERY_SCRIPT, DF_COMMAND, parse_battery, parse_df
+from targets.options import parse_options
 from targets.profiles import DeviceProfile
 from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
 from targets.uri import TargetURI
@@ -58,7 +61,6 @@ logging.getLogger("paramiko").addHandler(logging.NullHandler())
 
 _SYSTEM_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 _PID_PREFIX = "KITPID "
-_RUNNER_START = "@runner-output"
 
 
 def host_key_fingerprint(key: Any) -> str:
@@ -67,11 +69,27 @@ def host_key_fingerprint(key: Any) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
-def _flag(value: Any) -> bool:
-    """Options arrive as strings from `--option KEY=VALUE`."""
-    if isinstance(value, str):
-        return value.strip().lower() in ("1", "true", "yes", "on")
-    return bool(value)
+@dataclass
+class SSHOptions:
+    """`--option KEY=VALUE` of SSH targets (and of `edgetpu+ssh://`, which runs over one)."""
+
+    #: record an unknown host key instead of refusing it (`--trust-on-first-use`)
+    trust_on_first_use: bool = False
+    #: private key file; default: ~/.ssh/config's IdentityFile, then the agent and the usual keys
+    identity: str | None = None
+    #: the board's Python; default: the profile's `extra.python`, then python3
+    python: str | None = None
+    known_hosts: str | None = None
+    ssh_config: str | None = None
+    connect_timeout: float | None = field(default=None, metadata={"min": 0.1})
+    #: seconds without traffic before the board is asked for a keepalive reply
+    alive_interval: float = field(default=15.0, metadata={"min": 0.1})
+    #: delegate library for `--delegate edgetpu` (set by the Edge TPU target)
+    delegate_library: str | None = None
+    vcgencmd: str = "vcgencmd"
+    #: serial port of an external power meter on the host (`targets.energy`)
+    meter: str | None = None
+    meter_baud: int = field(default=115200, metadata={"min": 1})
 
 
 @dataclass
@@ -90,35 +108,32 @@ class _Lost(Exception):
 class SSHTarget(Target):
     schemes = ("ssh",)
 
-    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, trust_on_first_use: bool = False,
-                 identity: str | None = None, python: str | None = None, known_hosts: str | None = None,
-                 ssh_config: str | None = None, connect_timeout: float | None = None, alive_interval: float = 15.0,
-                 delegate_library: str | None = None, vcgencmd: str = "vcgencmd", meter: str | None = None,
-                 meter_baud: int = 115200):
+    def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, **options: Any):
         super().__init__(uri, profile)
+        o = self.options = parse_options(SSHOptions, options, "ssh")
         if not uri.host:
             raise TargetError(f"target {uri.raw!r} names no host", "use ssh://user@host[:port]")
         extra = profile.extra if profile else {}
-        self.trust_on_first_use = _flag(trust_on_first_use)
-        self.python = python or extra.get("python") or "python3"
-        self.alive_interval = float(alive_interval)
-        self.delegate_library = delegate_library
-        self.vcgencmd = vcgencmd
-        self.meter = meter
-        self.meter_baud = int(meter_baud)
-        cfg = self._ssh_config(ssh_config, uri.host)
+        self.trust_on_first_use = o.trust_on_first_use
+        self.python = o.python or extra.get("python") or "python3"
+        self.alive_interval = o.alive_interval
+        self.delegate_library = o.delegate_library
+        self.vcgencmd = o.vcgencmd
+        self.meter = o.meter
+        self.meter_baud = o.meter_baud
+        cfg = self._ssh_config(o.ssh_config, uri.host)
         self.hostname = cfg.get("hostname", uri.host)
         self.port = uri.port or int(cfg.get("port", 22))
         self.user = uri.user or cfg.get("user") or getpass.getuser()
-        if identity:
-            self.identities = [os.path.expanduser(identity)]
+        if o.identity:
+            self.identities = [os.path.expanduser(o.identity)]
             if not os.path.isfile(self.identities[0]):
-                raise TargetError(f"identity file {identity} does not exist", "pass the path of an SSH private key")
+                raise TargetError(f"identity file {o.identity} does not exist", "pass the path of an SSH private key")
         else:
             self.identities = [p for p in (os.path.expanduser(f) for f in cfg.get("identityfile", [])) if os.path.isfile(p)]
         config_known = (cfg.get("userknownhostsfile") or "").split()
-        self.known_hosts = os.path.expanduser(known_hosts or (config_known[0] if config_known else "~/.ssh/known_hosts"))
-        self.connect_timeout = float(connect_timeout or cfg.get("connecttimeout") or 15.0)
+        self.known_hosts = os.path.expanduser(o.known_hosts or (config_known[0] if config_known else "~/.ssh/known_hosts"))
+        self.connect_timeout = float(o.connect_timeout or cfg.get("connecttimeout") or 15.0)
         self.where = f"{self.user}@{self.hostname}:{self.port}"
         self._client = None
         self._probe_cache: dict[str, Any] | None = None
@@ -348,9 +363,14 @@ class SSHTarget(Target):
                               "or pass --option python=/path/to/python3")
 
     def health(self) -> dict[str, Any]:
-        health = super().health()
-        health["ssh"] = self.where
-        return health
+        return {**super().health(), "ssh": self.where, **self.board_health()}
+
+    def board_health(self) -> dict[str, Any]:
+        """Free space in /tmp, where runs are deployed, and the board's battery if it has one."""
+        df = self.execute(DF_COMMAND, timeout=20, what="reading free storage")
+        battery = self.execute(["sh", "-c", BATTERY_SCRIPT], timeout=20, what="reading the battery")
+        level, charging = parse_battery(battery.stdout)
+        return {"free_storage_bytes": parse_df(df.stdout), "battery_level": level, "charging": charging}
 
     def deploy(self, artifact: Path) -> Deployment:
         if not artifact.is_file():
@@ -455,13 +475,13 @@ class SSHTarget(Target):
     def _run_with_pmic(self, deployment: Deployment, cmd: list[str], settings: RunSettings,
                        plan: dict[str, Any]) -> dict[str, Any]:
         interval = plan["interval_s"]
-        script = _pmic_script(self.vcgencmd, cmd, deployment.location, interval)
+        script = f"echo {_PID_PREFIX}$$\n" + pmic_script(self.vcgencmd, cmd, deployment.location, interval)
         res = self._run_checked(script, settings.timeout_s, f"the run of {deployment.artifact.path}")
-        log_text, _, runner_text = res.stdout.partition(_RUNNER_START + "\n")
-        self._check_python(CommandResult(_exit_code(log_text), "", ""))
+        log_text, _, runner_text = _strip_pid(res.stdout).partition(PMIC_RUNNER_START + "\n")
+        self._check_python(CommandResult(pmic_exit_code(log_text), "", ""))
         raw = {"result": parse_runner_output(runner_text, res.stderr, where=self.where),
                "text": runner_text + res.stderr}
-        raw["energy"] = {"method": "rpi5-pmic", "min_samples": plan["min_samples"], **_parse_pmic_log(log_text)}
+        raw["energy"] = {"method": "rpi5-pmic", "min_samples": plan["min_samples"], **parse_pmic_log(log_text)}
         return raw
 
     def collect(self, deployment: Deployment, raw: dict[str, Any], settings: RunSettings) -> ProfileResult:
@@ -469,33 +489,11 @@ class SSHTarget(Target):
                                memory_method="peak RSS of the runner process on the device (getrusage)")
         self._describe(result.device)
         result.notes.append(f"ran in {deployment.location} on {self.where}, removed afterwards")
-        reading = self._energy(raw["energy"], raw["result"]["samples_us"])
+        reading = runner_energy(raw["energy"], raw["result"]["samples_us"])
         result.energy_uj_per_inference = reading.uj_per_inference
         result.energy_method = reading.method
         result.energy_note = reading.note
         return result
-
-    def _energy(self, e: dict[str, Any], samples_us: list[float]) -> EnergyReading:
-        active_s = sum(samples_us) / 1e6
-        runs = len(samples_us)
-        if e["method"] == "serial-meter":
-            if not e["samples"]:
-                return EnergyReading(None, None, f"serial-meter: the meter at {e['port']} sent no samples during the "
-                                     f"run {('(' + e['note'] + ')') if e['note'] else ''}".strip())
-            reading = energy_per_inference(e["samples"], e["end"], active_s, runs, "serial-meter")
-            if e["note"]:
-                reading.note += f"; {e['note']}"
-            return reading
-        if e["method"] == "rpi5-pmic":
-            if e.get("error"):
-                return EnergyReading(None, None, f"rpi5-pmic: {e['error']}")
-            reading = energy_per_inference(e["samples"], e["end"], active_s, runs, "rpi5-pmic",
-                                           min_samples=e["min_samples"], idle_w=e["idle_w"])
-            if reading.uj_per_inference is not None:
-                reading.note += ("; vcgencmd sampling ran on the board during the timed runs; PMIC rails exclude "
-                                 "USB devices and the 5 V input regulator")
-            return reading
-        return EnergyReading(None, None, e["note"])
 
     def cleanup(self, deployment: Deployment) -> None:
         path = deployment.location
@@ -556,66 +554,3 @@ def _strip_pid(text: str) -> str:
     if text.startswith(_PID_PREFIX):
         return text.split("\n", 1)[1] if "\n" in text else ""
     return text
-
-
-def _pmic_script(vcgencmd: str, cmd: list[str], run_dir: str, interval: float) -> str:
-    """Shell script: idle PMIC reading, runner in the background, readings until it exits, runner output.
-
-    Markers: `@before T`, `@sample T` (each followed by the tool's output), `@exit T RC` written the
-    moment the runner ends, `@after T`, then the runner's stdout after `@runner-output`.
-    """
-    vc = shlex.quote(vcgencmd)
-    out, err = shlex.quote(f"{run_dir}/runner.out"), shlex.quote(f"{run_dir}/runner.err")
-    return "\n".join([
-        f"echo {_PID_PREFIX}$$",
-        "now() { date +%s.%N; }",
-        f'echo "@before $(now)"; {vc} pmic_read_adc 2>&1',
-        f'( {shlex.join(cmd)} >{out} 2>{err}; rc=$?; echo "@exit $(now) $rc" ) &',
-        "pid=$!",
-        f'while kill -0 "$pid" 2>/dev/null; do echo "@sample $(now)"; {vc} pmic_read_adc 2>&1; sleep {interval:.3f}; done',
-        'wait "$pid"',
-        f'echo "@after $(now)"; {vc} pmic_read_adc 2>&1',
-        f"echo {_RUNNER_START}; cat {out}; cat {err} >&2",
-    ])
-
-
-def _exit_code(log_text: str) -> int:
-    for line in log_text.splitlines():
-        if line.startswith("@exit "):
-            parts = line.split()
-            return int(parts[2]) if len(parts) > 2 and parts[2].lstrip("-").isdigit() else -1
-    return -1
-
-
-def _parse_pmic_log(text: str) -> dict[str, Any]:
-    """Sections of `_pmic_script` output -> power samples, idle power, the runner's exit time."""
-    sections: list[tuple[str, float | None, list[str]]] = []
-    end = None
-    for line in text.splitlines():
-        if line.startswith(("@before ", "@sample ", "@after ", "@exit ")):
-            tag, stamp = line.split()[:2]
-            try:
-                t = float(stamp)
-            except ValueError:
-                return {"error": f"the board's `date` gave {stamp!r}, not seconds with a fraction (date +%s.%N)",
-                        "samples": [], "end": None, "idle_w": None}
-            if tag == "@exit":
-                end = t
-            else:
-                sections.append((tag, t, []))
-        elif sections:
-            sections[-1][2].append(line)
-    idle_w: float | None = None
-    samples: list[PowerSample] = []
-    for tag, t, lines in sections:
-        power = pmic_power_w("\n".join(lines))
-        if tag == "@before":
-            idle_w = power
-            if power is None:
-                return {"error": "`vcgencmd pmic_read_adc` printed no rail readings (is this a Raspberry Pi 5?): "
-                                 + " | ".join(lines[-3:]), "samples": [], "end": None, "idle_w": None}
-        elif tag == "@sample" and power is not None:
-            samples.append(PowerSample(t, power))
-    if end is None:
-        return {"error": "the runner's exit time was not recorded", "samples": samples, "end": None, "idle_w": idle_w}
-    return {"samples": samples, "end": end, "idle_w": idle_w}

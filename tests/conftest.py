@@ -1,16 +1,28 @@
-"""Shared fixtures. Tests that need ../shared skip with a reason when it is absent."""
+"""Fixtures every test folder may use, and the `slow` mark for tests that train a model.
+
+Tests that need ../shared skip with a reason when it is absent. Fixtures used in one folder only live in
+that folder's conftest.py; importable code the folders share lives in `tests.support`.
+"""
 from __future__ import annotations
 
 import os
-import signal
 from pathlib import Path
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("PRUNEKIT_SHARED", ROOT.parent / "shared"))
+from tests.support.shared import SHARED
+
+#: session fixtures that train a model: every test that uses one, directly or through another fixture, is slow
+TRAINING_FIXTURES = frozenset({"digits_lenet", "held_out_lenet", "small_models"})
+
+
+@pytest.hookimpl(tryfirst=True)  # before `-m` deselects by mark
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if TRAINING_FIXTURES.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
 
 
 @pytest.fixture(scope="session")
@@ -20,36 +32,6 @@ def shared_dir() -> Path:
     return SHARED
 
 
-def ctrl_c_enabled() -> None:
-    """`preexec_fn` for a child a test stops with SIGINT (Ctrl-C).
-
-    A shell that starts a job in the background (`cmd &`) makes it ignore SIGINT, and children inherit
-    that; the child must see Ctrl-C however the test run was started.
-    """
-    signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
-def assert_recipe_error(text: str, line: int, words: list[str]) -> None:
-    """`text` is refused naming the file and line, with every one of `words` in the message or its hint."""
-    from kit.core.errors import RecipeError
-    from kit.recipe import parse_recipe
-
-    with pytest.raises(RecipeError) as e:
-        parse_recipe(text, "r.toml")
-    msg = str(e.value)
-    assert f"r.toml, line {line}:" in msg, msg
-    for w in words:
-        assert w in msg, (w, msg)
-
-
-def shared_file(relative: str) -> Path:
-    """A file under ../shared, or skip the calling test."""
-    path = SHARED / relative
-    if not path.exists():
-        pytest.skip(f"{path} is absent")
-    return path
-
-
 @pytest.fixture(scope="session")
 def tiny_tflite(tmp_path_factory) -> Path:
     """A small float32 .tflite (16 -> 8 -> 4 dense) converted by the real TFLite converter."""
@@ -57,7 +39,7 @@ def tiny_tflite(tmp_path_factory) -> Path:
     import numpy as np
     import tf_keras as keras
 
-    from kit.pipeline.convert import ArtifactSpec, convert
+    from kit.convert.converter import ArtifactSpec, convert
 
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.InputLayer((16,)), keras.layers.Dense(8, activation="relu"),
@@ -66,3 +48,20 @@ def tiny_tflite(tmp_path_factory) -> Path:
     path.write_bytes(convert(model, ArtifactSpec("float32")))
     np.save(path.with_suffix(".npy"), np.ones((1, 16), np.float32))
     return path
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn digits as `kit` loads it (shuffled with seed 0)."""
+    from kit.data import load_data
+
+    return load_data("digits")
+
+
+@pytest.fixture(scope="session")
+def digits_lenet(digits):
+    """LeNet-300-100 trained 15 epochs on digits, once per session; a test that may change it takes a
+    `tests.support.models.copy_model` of it."""
+    from tests.support.models import train_digits_lenet
+
+    return train_digits_lenet(digits)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 
 from kit.core.errors import KitError
-from kit.report.run_report import COMPARISON_HEADERS, comparison_rows
+from kit.pipeline.report import COMPARISON_HEADERS, comparison_rows
 from kit.core.tables import format_table
 
 

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             else:
                 latency = None
             rows.append([a.name, "yes" if a.shipped else "no", a.bytes, f"{result.baseline.bytes / a.bytes:.1f}x",
-                         _pct(a.accuracy), ", ".join(c.runtime for c in a.checks if c.loads and c.problem is None) or "none", latency,
+                         _pct(a.accuracy), ", ".join(a.runtimes) or "none", latency,
                          "" if a.shipped else a.reason[:70]])
     print()
     print(format_table(["artifact", "shipped", "bytes", "smaller", "top-1", "runs correctly on", "median us", "why not shipped"],

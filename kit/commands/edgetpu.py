@@ -29,7 +29,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from targets.edgetpu import check_edgetpu_requirements, compile_for_edgetpu, compiler_missing_message, find_compiler
+    from targets.edgetpu.check import check_edgetpu_requirements
+    from targets.edgetpu.compiler import compile_for_edgetpu, compiler_missing_message, find_compiler
 
     model = Path(args.model)
     if not model.is_file():

@@ -13,8 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kit.pipeline import check as checks
-    from kit.pipeline.data import load_data
+    from kit.convert import check as checks
+    from kit.data import load_data
     from kit.core.errors import KitError
     from kit.models import load_model
     from kit.core.tables import format_table

@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
 
 def _row(run, m: dict) -> dict:
     a = run.artifacts.get(m["artifact_sha256"])
-    return {**m, "artifact": a.label if a else m["artifact_sha256"][:12], "format": a.fmt if a else None,
+    return {**m, "artifact": a.label if a else m["artifact_sha256"][:12], "format": a.format.name if a else None,
             "bytes": a.bytes if a else None, "accuracy": a.accuracy if a else None}
 
 

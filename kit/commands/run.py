@@ -117,6 +117,6 @@ def _choices_table(choices) -> str:
             rows.append([c.device_class, "none", None, None, None, None, c.why_none])
         else:
             latency = f"{w.latency_us / 1000:.3f} ms" + (" (estimate)" if w.estimate else "")
-            rows.append([c.device_class, w.artifact.label, w.artifact.fmt, w.artifact.bytes, latency,
+            rows.append([c.device_class, w.artifact.label, w.artifact.format.name, w.artifact.bytes, latency,
                          None if w.artifact.accuracy is None else f"{w.artifact.accuracy:.2%}", ""])
     return format_table(["class", "chosen", "format", "bytes", "latency (worst device)", "accuracy", "why none"], rows)

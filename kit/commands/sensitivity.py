@@ -14,6 +14,7 @@ import argparse
 import re
 
 from kit.core.errors import KitError
+from kit.techniques.criteria import CHANNEL_CRITERIA
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -22,7 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("-o", "--out", default="runs/sensitivity", help="output folder (default: runs/sensitivity)")
     p.add_argument("--ratios", default="0.5,0.7,0.9,0.95", help="comma-separated fractions to remove")
     p.add_argument("--structured", action="store_true", help="also remove whole output channels (kit.techniques.structured)")
-    p.add_argument("--criterion", default="l1", help="structured importance: l1 | l2 | bn_scale | taylor | apoz")
+    p.add_argument("--criterion", default="l1",
+                   help=f"structured importance: {' | '.join(CHANNEL_CRITERIA)}")
     p.add_argument("--granularity", choices=("unstructured", "block"), default="unstructured",
                    help="one-shot pruning pattern (default: unstructured)")
     p.add_argument("--block", default="1x4", help="block rows x cols in the runtime's [out, in] layout (default 1x4)")
@@ -37,25 +39,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from kit.pipeline.data import load_data
-    from kit.models import ZOO, build, load_model, train_baseline
+    from pathlib import Path
+
+    from kit.models import resolve_model
+    from kit.data import load_data
     from kit.recipe import PruneStep
     from kit.search.sensitivity import analyze, split_validation
 
     ratios = _ratios(args.ratios)
     block = _block(args.block)
     data = load_data(args.data)
-    if args.model in ZOO:
-        model = build(args.model, input_shape=data.x_train.shape[1:] if args.model == "lenet-300-100" else None,
-                      num_classes=data.num_classes)
-        split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
-        print(f"training the built-in {args.model} on {len(split.train.x_train)} samples ({args.epochs} epochs)")
-        train_baseline(model, split.train, epochs=args.epochs)
-        name = args.model
-    else:
-        model = load_model(args.model)
-        name = args.model.rstrip("/").rsplit("/", 1)[-1]
-        split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
+    resolved = resolve_model(args.model, data, epochs=args.epochs, name=Path(args.model).name,
+                             train_split=lambda d: split_validation(d, args.val_fraction).train)
+    model, name = resolved.model, resolved.name
+    split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
     print(f"validation: {split.description}")
     step = PruneStep(granularity=args.granularity, block=block)
     result = analyze(model, split.x, split.y, ratios=ratios, prune_step=step, structured=args.structured,

@@ -1,4 +1,8 @@
-"""TOML checks that name the file, the line and the dotted key of a mistake (farm.toml, pipeline.toml)."""
+"""TOML checks that name the file, the line and the dotted key of a mistake (recipes, farm.toml, pipeline.toml).
+
+One checker for every TOML file the kit reads, so each is held to the same rules; the error class says which
+kind of file was wrong (RecipeError, FarmError).
+"""
 from __future__ import annotations
 
 import difflib
@@ -18,6 +22,8 @@ from kit.core.errors import KitError
 KeyPath = tuple  # tuple[str | int, ...]
 
 _HEADER = re.compile(r"^\s*(\[\[?)\s*([^\[\]]+?)\s*\]\]?\s*(#.*)?$")
+#: a dot outside double quotes: `prune.layers."fc.*"` is three names
+_DOT = re.compile(r"\.(?=(?:[^\"]*\"[^\"]*\")*[^\"]*$)")
 
 
 class FarmError(KitError):
@@ -34,14 +40,19 @@ def dotted(path: KeyPath) -> str:
 class TomlFile:
     """One parsed TOML file plus what is needed to point at a line in it."""
 
-    def __init__(self, text: str, where: str, what: str):
-        self.where, self.what = where, what
+    def __init__(self, text: str, where: str, what: str, error: type[KitError] = FarmError,
+                 data: dict[str, Any] | None = None):
+        """`data`: the already parsed `text`, for callers that report a syntax error their own way."""
+        self.where, self.what, self.error = where, what, error
         self.lines = text.splitlines()
+        if data is not None:
+            self.data: dict[str, Any] = data
+            return
         try:
-            self.data: dict[str, Any] = tomllib.loads(text)
+            self.data = tomllib.loads(text)
         except tomllib.TOMLDecodeError as e:
-            raise FarmError(f"{where} is not valid TOML: {e}",
-                            f"fix the syntax there; see docs/farm.md for a complete {what} example") from None
+            raise error(f"{where} is not valid TOML: {e}",
+                        f"fix the syntax there; see docs/farm.md for a complete {what} example") from None
 
     @classmethod
     def load(cls, path: str | Path, what: str) -> "TomlFile":
@@ -64,7 +75,7 @@ class TomlFile:
         for number, text in enumerate(self.lines, 1):
             m = _HEADER.match(text)
             if m:
-                names = tuple(p.strip().strip("\"'") for p in m.group(2).split("."))
+                names = tuple(p.strip().strip("\"'") for p in _DOT.split(m.group(2)))
                 if m.group(1) == "[[":
                     counts[names] = counts.get(names, -1) + 1
                     array_names[names] = counts[names]
@@ -94,7 +105,7 @@ class TomlFile:
             if line:
                 break
         at = f"{self.where}, line {line}" if line else self.where
-        raise FarmError(f"{at}: `{dotted(path)}` {problem}", hint)
+        raise self.error(f"{at}: `{dotted(path)}` {problem}", hint)
 
     # -- typed access --------------------------------------------------------------------------
 
@@ -132,9 +143,9 @@ class TomlFile:
             self.fail((*path, key), f"is {value!r}, out of range", allowed and f"allowed: {allowed}")
         return value
 
-    def choice(self, t: dict, path: KeyPath, key: str, options: tuple[str, ...], default: str) -> str:
+    def choice(self, t: dict, path: KeyPath, key: str, options: tuple[str, ...], default: str | None) -> str | None:
         value = self.get(t, path, key, str, default)
-        if value not in options:
+        if key in t and value not in options:
             close = difflib.get_close_matches(value, options, n=1)
             hint = (f"did you mean {close[0]!r}? " if close else "") + f"use {' | '.join(options)}"
             self.fail((*path, key), f"is {value!r}, not one of {', '.join(options)}", hint)
@@ -149,3 +160,55 @@ class TomlFile:
         if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
             self.fail((*path, key), f"must be a string or a list of strings, got {value!r}")
         return list(value)
+
+    def string_list(self, t: dict, path: KeyPath, key: str, default: list[str]) -> list[str]:
+        """A list of strings, and nothing else (a lone string is refused)."""
+        if key not in t:
+            return list(default)
+        value = t[key]
+        if not isinstance(value, list) or not all(isinstance(x, str) for x in value):
+            self.fail((*path, key), f"must be a list of strings, got {value!r}")
+        return list(value)
+
+    def patterns(self, t: dict, path: KeyPath, key: str) -> list[str]:
+        """A list of layer-name regular expressions, each checked to compile."""
+        values = self.string_list(t, path, key, [])
+        for pattern in values:
+            self.regex(path, key, pattern)
+        return values
+
+    def regex(self, path: KeyPath, key: str, pattern: str) -> None:
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            self.fail((*path, key), f"holds {pattern!r}, not a valid regular expression ({e})")
+
+
+# -- named files: device and MCU profiles ------------------------------------------------------------
+
+def named_files(directory: Path) -> list[str]:
+    """The built-in names in `directory`: its `NAME.toml` files."""
+    return sorted(p.stem for p in directory.glob("*.toml"))
+
+
+def load_named(name_or_path: str | Path, directory: Path, what: str) -> TomlFile:
+    """`NAME` -> `directory/NAME.toml`; anything with a suffix is a path. Parsed; the caller checks the keys."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = directory / f"{name_or_path}.toml"
+    if not path.is_file():
+        raise KitError(f"no {what} {str(name_or_path)!r}", f"known {what}s: {', '.join(named_files(directory))}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise KitError(f"cannot read {what} {path}: {e}", f"a {what} is UTF-8 TOML text") from None
+    return TomlFile(text, str(path), what, error=KitError)
+
+
+def check_keys(doc: TomlFile, t: dict, path: KeyPath, allowed: set[str], what: str) -> None:
+    """Refuse a key outside `allowed` at its line: "`colour` is an unknown key of this device profile"."""
+    for key in t:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, sorted(allowed), n=1)
+            hint = f"did you mean `{close[0]}`?" if close else f"known keys: {', '.join(sorted(allowed))}"
+            doc.fail((*path, key), f"is an unknown key of this {what}", hint)

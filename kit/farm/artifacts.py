@@ -6,21 +6,17 @@ figure came from, the recipe that made it, and its input/output specs.
 """
 from __future__ import annotations
 
-import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit.core.artifact import ArtifactRecord, Format, first_correct, sha256_of
 from kit.core.tflite_file import TFLiteInfo, read_tflite
+from kit.pipeline.manifest import entry_checks, entry_format, entry_path
 
 
 @dataclass
-class ArtifactEntry:
-    sha256: str
-    path: str
-    name: str
-    fmt: str
-    bytes: int
+class ArtifactEntry(ArtifactRecord):
     model: str | None = None
     recipe: str | None = None
     recipe_sha256: str | None = None
@@ -43,11 +39,15 @@ class ArtifactEntry:
         return "/".join([*parts, self.name])
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """run.json's entry: the format under `fmt`, by name."""
+        d = super().to_dict()
+        d["fmt"] = d.pop("format")
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ArtifactEntry":
-        return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+        known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
+        return cls(**{**known, "format": Format.parse(d["fmt"])})
 
 
 def tensor_specs(info: TFLiteInfo, indices: list[int]) -> list[dict[str, Any]]:
@@ -62,61 +62,56 @@ def tensor_specs(info: TFLiteInfo, indices: list[int]) -> list[dict[str, Any]]:
     return out
 
 
-def infer_format(info: TFLiteInfo) -> str:
-    """float32 | float16 | dynamic | int8, plus `-sparse` when a constant uses TFLite's sparse encoding."""
+def infer_format(info: TFLiteInfo) -> Format:
+    """float32 | float16 | dynamic | int8 from the weight and activation types; sparse when a constant uses
+    TFLite's sparse encoding."""
     weights = {t.dtype for t in info.tensors if t.constant and t.dtype not in ("int32", "int64")}
     io = set(info.inputs) | set(info.outputs)
     inner = {t.dtype for t in info.tensors if not t.constant and t.index not in io}
     if "float16" in weights:
-        fmt = "float16"
+        precision = "float16"
     elif weights & {"int8", "uint8"}:
-        fmt = "int8" if not inner & {"float32"} else "dynamic"
+        precision = "int8" if not inner & {"float32"} else "dynamic"
     else:
-        fmt = "float32"
+        precision = "float32"
     sparse = any(t.constant and t.storage.startswith("sparse") for t in info.tensors)
-    return fmt + ("-sparse" if sparse else "")
+    return Format.of(precision, sparse)
 
 
-def from_file(path: str | Path, name: str | None = None, fmt: str | None = None, accuracy: float | None = None,
+def from_file(path: str | Path, name: str | None = None, format: Format | None = None, accuracy: float | None = None,
               model: str | None = None, accuracy_source: str | None = None) -> ArtifactEntry:
     p = Path(path)
     data = p.read_bytes()
     info = read_tflite(data)
     return ArtifactEntry(
-        sha256=hashlib.sha256(data).hexdigest(), path=str(p.resolve()), name=name or p.stem,
-        fmt=fmt or infer_format(info), bytes=len(data), model=model, accuracy=accuracy,
+        path=str(p.resolve()), sha256=sha256_of(data), bytes=len(data), name=name or p.stem,
+        format=format or infer_format(info), model=model, accuracy=accuracy,
         accuracy_source=accuracy_source if accuracy is not None else None,
         inputs=tensor_specs(info, info.inputs), outputs=tensor_specs(info, info.outputs),
     )
 
 
 def from_manifest(manifest: dict[str, Any], out_dir: Path, model: str) -> list[ArtifactEntry]:
-    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress.compress` run."""
+    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress.compress` run.
+
+    Paths are resolved here, against `out_dir`: the manifest is never rewritten.
+    """
     recipe = manifest["recipe"]["name"]
     text = manifest.get("recipe_source") or ""
-    recipe_sha = hashlib.sha256(text.encode()).hexdigest()
+    recipe_sha = sha256_of(text.encode())
     entries = []
     for a in [manifest["baseline"], *manifest["artifacts"]]:
-        if not a["shipped"] or not a.get("path"):
+        path = entry_path(a, out_dir)
+        if not a["shipped"] or path is None:
             continue
-        path = Path(a["path"])
-        path = path if path.is_absolute() else out_dir / path
-        if not path.is_file():
-            path = out_dir / Path(a["path"]).name
-        accuracy, source = _accuracy(a)
-        baseline = a["name"].startswith("baseline")
-        entry = from_file(path, name=a["name"], fmt=a["fmt"] + ("-sparse" if a["sparse"] else ""),
-                          accuracy=accuracy, model=model, accuracy_source=source)
-        if not baseline:
+        checks = entry_checks(a)
+        ran = first_correct(checks)
+        accuracy = None if ran is None else ran.top1
+        source = None if accuracy is None else f"top-1 on the test split, {ran.runtime} on the host"
+        entry = from_file(path, name=a["name"], format=entry_format(a), accuracy=accuracy, model=model,
+                          accuracy_source=source)
+        if not a["name"].startswith("baseline"):
             entry.recipe, entry.recipe_sha256, entry.recipe_text = recipe, recipe_sha, text
-        entry.host_checks = {c["runtime"]: c.get("problem") for c in a.get("checks", [])}
+        entry.host_checks = {c.runtime: c.problem for c in checks}
         entries.append(entry)
     return entries
-
-
-def _accuracy(a: dict[str, Any]) -> tuple[float | None, str | None]:
-    """Top-1 from the first runtime that ran the artifact correctly on the host (pipeline checks)."""
-    for c in a.get("checks", []):
-        if c.get("loads") and not c.get("problem") and c.get("top1") is not None:
-            return c["top1"], f"top-1 on the test split, {c['runtime']} on the host"
-    return None, None

@@ -37,7 +37,7 @@ class Candidate:
 
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact.sha256, "name": self.artifact.name, "label": self.artifact.label,
-                "fmt": self.artifact.fmt, "bytes": self.artifact.bytes, "accuracy": self.artifact.accuracy,
+                "fmt": self.artifact.format.name, "bytes": self.artifact.bytes, "accuracy": self.artifact.accuracy,
                 "latency_us": self.latency_us, "latency_device": self.latency_device, "ram_bytes": self.ram_bytes,
                 "energy_uj": self.energy_uj, "estimate": self.estimate, "measured_on": self.measured_on,
                 "problems": self.problems, "notes": self.notes}

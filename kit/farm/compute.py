@@ -111,11 +111,7 @@ def _write_outputs(out: Path, result: dict[str, Any], stamp: str) -> None:
             raise KitError(f"a compression worker returned the path {rel!r}, outside its output folder")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
-    manifest = json.loads((out / "manifest.json").read_text())
-    for a in [manifest["baseline"], *manifest["artifacts"]]:  # paths of the worker's temp folder -> ours
-        if a.get("path"):
-            a["path"] = str(Path(a["path"]).relative_to(result["workdir"]))
-    (out / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    # the manifest keeps the worker's paths as the pipeline wrote them; readers resolve them against `out`
     tmp = out / (STAMP + ".tmp")
     tmp.write_text(json.dumps({"stamp": stamp}))
     tmp.replace(out / STAMP)  # written last: a crash before it means "not done"
@@ -181,4 +177,4 @@ def compress_payload(payload: dict[str, Any]) -> dict[str, Any]:
         except KitError as e:
             return {"error": e.message, "hint": e.hint, "log": lines}
         files = {str(p.relative_to(out)): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-        return {"files": files, "log": lines, "workdir": str(out)}
+        return {"files": files, "log": lines}

@@ -92,7 +92,7 @@ def _entry(run: RunData, c: ClassChoice, settings: dict[str, Any], labels: list[
         "devices": c.devices,
         "sha256": a.sha256,
         "bytes": a.bytes,
-        "format": a.fmt,
+        "format": a.format.name,
         "inputs": a.inputs,
         "outputs": a.outputs,
         "normalisation": settings.get("normalisation"),

@@ -30,11 +30,10 @@ from typing import Any
 
 from kit.core.errors import KitError
 from kit.core.toml import FarmError, TomlFile
-from targets.profiles import FORMATS, DeviceProfile, list_profiles, load_profile
+from targets.profiles import DeviceProfile, list_profiles, load_profile, profile_from_table
 from targets.registry import TARGETS
 from targets.uri import parse_target_uri
 
-KINDS = ("linux", "android", "edgetpu", "mcu")
 _DEVICE_KEYS = {"name", "uri", "profile", "class", "tags", "chipset", "concurrency", "options", "enabled"}
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 #: target options that name local files: relative paths are taken from farm.toml's folder
@@ -183,25 +182,8 @@ def _file_profile(doc: TomlFile, p: tuple, name: str, base: Path) -> DeviceProfi
 
 
 def _inline_profile(doc: TomlFile, name: str, spec: Any) -> DeviceProfile:
-    p = ("profiles", name)
-    known = set(DeviceProfile.__dataclass_fields__) - {"name"}
-    t = doc.table(spec, p, known)
-    kind = doc.choice(t, p, "kind", KINDS, "linux")
-    formats = doc.strings(t, p, "formats", ["float32", "float16", "dynamic", "int8"])
-    for f in formats:
-        if f not in FORMATS:
-            doc.fail((*p, "formats"), f"holds the unknown format {f!r}", f"formats: {', '.join(FORMATS)}")
-    threads = t.get("threads", [1])
-    if not isinstance(threads, list) or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1
-                                                for x in threads):
-        doc.fail((*p, "threads"), f"must be a list of thread counts >= 1, got {threads!r}")
-    for key in ("core_masks", "energy", "extra"):
-        if key in t:
-            doc.table(t[key], (*p, key), None)
-    return DeviceProfile(name=name, description=doc.get(t, p, "description", str, ""), kind=kind, formats=formats,
-                         threads=threads, core_masks=dict(t.get("core_masks", {})),
-                         energy=dict(t.get("energy", {"method": "none"})),
-                         benchmark_binary=doc.get(t, p, "benchmark_binary", str, None), extra=dict(t.get("extra", {})))
+    """A `[profiles.NAME]` table, checked exactly like a profile file."""
+    return profile_from_table(doc, ("profiles", name), spec, name)
 
 
 def _endpoint(uri: str) -> str | None:

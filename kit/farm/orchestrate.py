@@ -17,19 +17,19 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from kit.core.errors import KitError
+from kit.core.vocab import ENCODINGS, MODE_PRECISION, format_name
 from kit.farm import artifacts as artifact_files
 from kit.farm.artifacts import ArtifactEntry
 from kit.farm.compute import CompressJob, run_compress_jobs
 from kit.farm.inventory import Device, load_farm
 from kit.farm.progress import Progress
 from kit.farm.rundata import load_run, write_plan
-from kit.farm.scheduler import Job, JobArtifact, Report, Scheduler
+from kit.farm.scheduler import Job, Report, Scheduler
 from kit.farm.choose import ClassChoice, choose
 from kit.farm.spec import PipelineSpec
 from kit.farm.store import ResultsStore, settings_hash, settings_key
+from kit.pipeline.manifest import load_manifest
 
-#: recipe quantization mode -> artifact format it produces
-MODE_FORMAT = {"none": "float32", "float16": "float16", "dynamic": "dynamic", "int8": "int8", "qat": "int8"}
 #: device kind -> the pipeline host check that stands for its runtime
 KIND_RUNTIME = {"mcu": "tflm", "linux": "litert", "android": "litert", "edgetpu": "litert"}
 
@@ -63,7 +63,7 @@ def _run_locked(spec: PipelineSpec, devices: list[Device], log: Callable[[str], 
                        "; ".join(f"{n['name']} on {n['class']}: {n['reason']}" for n in not_planned)[:800])
     with ResultsStore(spec.store) as store:
         for a in artifacts:
-            store.add_artifact(a.sha256, a.name, a.fmt, a.bytes, a.path, a.model, a.recipe, a.accuracy,
+            store.add_artifact(a.sha256, a.name, a.format.name, a.bytes, a.path, a.model, a.recipe, a.accuracy,
                                a.accuracy_source, {"label": a.label, "recipe_sha256": a.recipe_sha256})
         write_plan(spec.out, _plan(spec, devices, artifacts, jobs, not_planned))
         done = store.done()
@@ -118,9 +118,9 @@ def plan_jobs(spec: PipelineSpec, devices: list[Device],
     for a in artifacts:
         for (cls, _), members in groups.items():
             profile = members[0].profile
-            if not profile.accepts(a.fmt):
+            if not profile.accepts(a.format.name):
                 not_planned.append({"artifact": a.sha256, "name": a.label, "class": cls,
-                                    "reason": f"profile {profile.name} does not load {a.fmt} models"})
+                                    "reason": f"profile {profile.name} does not load {a.format.name} models"})
                 continue
             problem = a.host_problem(KIND_RUNTIME.get(profile.kind, "litert"))
             if problem:
@@ -128,13 +128,13 @@ def plan_jobs(spec: PipelineSpec, devices: list[Device],
                                     "reason": f"the pipeline's host check: {problem}"})
                 continue
             settings = spec.run_settings(cls)
-            jobs.append(Job(JobArtifact(a.sha256, a.path, a.name), settings, settings_hash(settings),
+            jobs.append(Job(a, settings, settings_hash(settings),
                             [m.name for m in members], a.label, spec.timeout_for(settings)))
     return jobs, not_planned
 
 
 def _artifacts(spec: PipelineSpec, devices: list[Device], log: Callable[[str], None]) -> list[ArtifactEntry]:
-    entries = [artifact_files.from_file(a.path, a.name, a.fmt, a.accuracy, a.model, "given in the pipeline file")
+    entries = [artifact_files.from_file(a.path, a.name, a.format, a.accuracy, a.model, "given in the pipeline file")
                for a in spec.artifacts]
     if spec.model is not None:
         entries += _compressed(spec, devices, log)
@@ -154,21 +154,21 @@ def _compressed(spec: PipelineSpec, devices: list[Device], log: Callable[[str], 
     for r in m.recipes:
         recipe = load_recipe(r)
         modes = recipe.quantize.mode if recipe.quantize is not None else ["none"]
-        needed = [mode for mode in modes if MODE_FORMAT[mode] in accepted or f"{MODE_FORMAT[mode]}-sparse" in accepted]
+        needed = [mode for mode in modes
+                  if {format_name(MODE_PRECISION[mode], e) for e in ENCODINGS} & accepted]
         if not needed:
-            raise KitError(f"recipe {recipe.name} makes {', '.join(MODE_FORMAT[x] for x in modes)} models, which no "
+            raise KitError(f"recipe {recipe.name} makes {', '.join(MODE_PRECISION[x] for x in modes)} models, which no "
                            f"selected device loads (they load {', '.join(sorted(accepted))})",
                            "add a quantize mode those devices load to the recipe, or select other devices")
         if needed != modes:
             log(f"recipe {recipe.name}: building {', '.join(needed)} only "
-                f"(no selected device loads {', '.join(MODE_FORMAT[x] for x in modes if x not in needed)})")
+                f"(no selected device loads {', '.join(MODE_PRECISION[x] for x in modes if x not in needed)})")
         jobs.append(CompressJob(model=m.source, recipe=r, data=m.data, out_dir=str(spec.out / "compress" / recipe.name),
                                 model_name=model_name, teacher_epochs=m.teacher_epochs, eval_samples=m.eval_samples,
                                 distribute=spec.distribute, modes=needed if recipe.quantize is not None else None))
     entries = []
     for out in run_compress_jobs(jobs, spec.backend, spec.workers, spec.ray_address, log):
-        manifest = json.loads((out / "manifest.json").read_text())
-        found = artifact_files.from_manifest(manifest, out, model_name)
+        found = artifact_files.from_manifest(load_manifest(out), out, model_name)
         entries += [e for e in found if m.include_baseline or e.recipe is not None]
     return entries
 

@@ -23,6 +23,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from kit.core.artifact import ArtifactRecord
 from kit.core.errors import DataError, KitError, ModelError
 from kit.farm.inventory import Device
 from kit.farm.progress import Progress
@@ -31,15 +32,8 @@ from targets.base import ProfileResult, RunSettings, Target
 
 
 @dataclass
-class JobArtifact:
-    sha256: str
-    path: str
-    name: str
-
-
-@dataclass
 class Job:
-    artifact: JobArtifact
+    artifact: ArtifactRecord
     settings: RunSettings
     settings_hash: str
     devices: list[str]  # eligible devices, any one of them measures the job

@@ -31,8 +31,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kit.core.artifact import Format
 from kit.core.toml import TomlFile
-from targets.base import DELEGATES, RunSettings
+from kit.core.vocab import DELEGATES
+from targets.base import RunSettings
 from targets.profiles import FORMATS
 
 OBJECTIVES = ("accuracy", "latency", "size")
@@ -47,10 +49,12 @@ _CONSTRAINTS = {"max_latency_ms", "max_flash_bytes", "max_ram_bytes", "min_accur
 
 @dataclass
 class ArtifactInput:
+    """A ready .tflite file named in the pipeline file; its record (hash, size, format) is read from the file."""
+
     path: Path
     name: str | None = None
     accuracy: float | None = None
-    fmt: str | None = None
+    format: Format | None = None  # read from the file when None
     model: str | None = None
 
 
@@ -218,7 +222,7 @@ def _artifact(doc: TomlFile, i: int, t: dict, base: Path) -> ArtifactInput:
         doc.fail((*p, "format"), f"is {fmt!r}, not an artifact format", f"use one of {', '.join(FORMATS)}")
     return ArtifactInput(path=path, name=doc.get(t, p, "name", str, None),
                          accuracy=doc.get(t, p, "accuracy", float, None, lambda x: 0 <= x <= 1, "0 to 1"),
-                         fmt=fmt, model=doc.get(t, p, "model", str, None))
+                         format=None if fmt is None else Format.parse(fmt), model=doc.get(t, p, "model", str, None))
 
 
 def _settings(doc: TomlFile, p: tuple, t: dict, base: Path) -> dict[str, Any]:

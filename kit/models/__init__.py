@@ -1,5 +1,6 @@
-"""Model loading and the built-in example architectures."""
+"""Model loading, the built-in example architectures, and what a MODEL argument resolves to."""
 from kit.models.loading import load_model
-from kit.models.zoo import ZOO, build, train_baseline
+from kit.models.resolve import ResolvedModel, resolve_model
+from kit.models.zoo import ZOO, ZooEntry, build, train_baseline
 
-__all__ = ["load_model", "ZOO", "build", "train_baseline"]
+__all__ = ["ZOO", "ResolvedModel", "ZooEntry", "build", "load_model", "resolve_model", "train_baseline"]

@@ -1,8 +1,9 @@
 """Built-in example architectures, so that the demo trains its own baseline in seconds."""
 from __future__ import annotations
 
-from typing import Callable
-
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
 
 
 def lenet_300_100(input_shape=(784,), num_classes: int = 10):
@@ -36,9 +37,23 @@ def lenet5(input_shape=(28, 28, 1), num_classes: int = 10):
     ], name="lenet5")
 
 
-ZOO: dict[str, tuple[Callable, tuple]] = {
-    "lenet-300-100": (lenet_300_100, (784,)),
-    "lenet5": (lenet5, (28, 28, 1)),
+@dataclass(frozen=True)
+class ZooEntry:
+    """A built-in architecture and the input it is built for."""
+
+    build: Callable[..., Any]
+    input_shape: tuple[int, ...]
+    #: flattens its input first, so it is built for the data's own sample shape (any size) instead of input_shape
+    flat_input: bool = False
+
+    def input_shape_for(self, sample_shape: tuple[int, ...]) -> tuple[int, ...]:
+        """The input shape to build for data whose samples have `sample_shape`."""
+        return tuple(sample_shape) if self.flat_input else self.input_shape
+
+
+ZOO: dict[str, ZooEntry] = {
+    "lenet-300-100": ZooEntry(lenet_300_100, (784,), flat_input=True),
+    "lenet5": ZooEntry(lenet5, (28, 28, 1)),
 }
 
 
@@ -47,8 +62,8 @@ def build(name: str, input_shape=None, num_classes: int = 10):
 
     if name not in ZOO:
         raise ModelError(f"no built-in model {name!r}", f"built-in models: {', '.join(ZOO)}")
-    fn, default_shape = ZOO[name]
-    return fn(input_shape or default_shape, num_classes)
+    entry = ZOO[name]
+    return entry.build(input_shape or entry.input_shape, num_classes)
 
 
 def train_baseline(model, data, epochs: int = 20, batch_size: int = 64, lr: float = 1e-3, seed: int = 0,

@@ -1,17 +1,25 @@
-"""manifest.json: the one record of a compression run, written once by the pipeline."""
+"""manifest.json: the one record of a compression run, written once by the pipeline.
+
+Readers go through `load_manifest`, which knows every schema version written so
+far: version 1 added `schema_version`, each artifact's `format` name and the
+optional `budget` section; manifests without a version are read as before.
+"""
 from __future__ import annotations
 
 import json
 from dataclasses import asdict
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from typing import TYPE_CHECKING
-
+from kit.core.artifact import Format, RuntimeCheck
 from kit.core.errors import KitError
 
 if TYPE_CHECKING:
-    from kit.pipeline.artifacts import Artifact
     from kit.pipeline.compress import RunResult
+
+#: the manifest layout this kit writes; `load_manifest` refuses a newer one
+SCHEMA_VERSION = 1
+MANIFEST = "manifest.json"
 
 
 def library_versions() -> dict[str, str | None]:
@@ -28,22 +36,17 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def artifact_dict(a: "Artifact") -> dict:
-    d = asdict(a)
-    del d["content"]
-    d["checks"] = [c.to_dict() for c in a.checks]
-    return d
-
-
-def write_manifest(r: "RunResult", model_name: str) -> Path:
+def write_manifest(r: "RunResult", model_name: str, budget: dict[str, Any] | None = None) -> Path:
+    """Write the run's manifest; `budget` is the budget search's section, for its final run."""
     manifest = {
+        "schema_version": SCHEMA_VERSION,
         "model": model_name,
         "dataset": r.dataset,
         "recipe": r.recipe.to_dict(),
         "recipe_source": r.recipe.source,
         "keras_accuracy": r.keras_accuracy,
-        "baseline": artifact_dict(r.baseline),
-        "artifacts": [artifact_dict(a) for a in r.artifacts],
+        "baseline": r.baseline.to_dict(),
+        "artifacts": [a.to_dict() for a in r.artifacts],
         "layer_sparsity": r.layer_sparsity,
         "prune_plan": r.prune_plan,
         "history": asdict(r.history) if r.history else None,
@@ -52,13 +55,43 @@ def write_manifest(r: "RunResult", model_name: str) -> Path:
         "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
         "versions": library_versions(),
     }
-    path = r.out_dir / "manifest.json"
+    if budget is not None:
+        manifest["budget"] = budget
+    path = r.out_dir / MANIFEST
     path.write_text(json.dumps(manifest, indent=2))
     return path
 
 
-def load_manifest(run_dir: str | Path) -> dict:
-    path = Path(run_dir) / "manifest.json"
+def load_manifest(run_dir: str | Path) -> dict[str, Any]:
+    """The manifest of a `kit compress` output folder, refused when a newer kit wrote it."""
+    path = Path(run_dir) / MANIFEST
     if not path.is_file():
-        raise KitError(f"{run_dir} has no manifest.json", "pass the output folder of `kit compress`")
-    return json.loads(path.read_text())
+        raise KitError(f"{run_dir} has no {MANIFEST}", "pass the output folder of `kit compress`")
+    manifest = json.loads(path.read_text())
+    version = manifest.get("schema_version", 0)
+    if not isinstance(version, int) or version > SCHEMA_VERSION:
+        raise KitError(f"{path} has schema version {version!r}; this kit reads versions up to {SCHEMA_VERSION}",
+                       "upgrade prunekit to read it, or compress again with this version")
+    return manifest
+
+
+def entry_format(entry: dict[str, Any]) -> Format:
+    """An artifact entry's format; manifests without a schema version spell it only as `fmt` + `sparse`."""
+    if "format" in entry:
+        return Format.parse(entry["format"])
+    return Format.of(entry["fmt"], entry["sparse"])
+
+
+def entry_checks(entry: dict[str, Any]) -> list[RuntimeCheck]:
+    return [RuntimeCheck.from_dict(c) for c in entry.get("checks", [])]
+
+
+def entry_path(entry: dict[str, Any], run_dir: Path) -> Path | None:
+    """Where an artifact's file is now: its recorded path, else the file of that name in `run_dir` or its
+    `rejected/` folder (the run folder was moved, or compressed elsewhere and copied here)."""
+    if not entry.get("path"):
+        return None
+    recorded = Path(entry["path"])
+    candidates = [recorded if recorded.is_absolute() else run_dir / recorded, run_dir / recorded.name,
+                  run_dir / "rejected" / recorded.name]
+    return next((p for p in candidates if p.is_file()), candidates[0])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import html
 import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -64,16 +66,20 @@ def write_report(run: RunData, out: str | Path, choices: list[ClassChoice] | Non
     return path
 
 
-def render(run: RunData, choices: list[ClassChoice]) -> str:
-    e = html.escape
-    labels = sorted(a.label for a in run.artifacts.values())
-    colors = {sha: _PALETTE[labels.index(a.label) % len(_PALETTE)] for sha, a in run.artifacts.items()}
+@dataclass
+class HtmlInput:
+    """What every section of the farm report may read."""
+
+    run: RunData
+    choices: list[ClassChoice]
+    colors: dict[str, str]  # artifact sha256 -> plot colour, the same in every plot
+
+
+def _header(r: HtmlInput) -> str:
+    e, run = html.escape, r.run
     ok, failed = run.ok(), run.failed()
     planned = len(run.jobs)  # one measurement per job, whichever device of the job takes it
-    parts = [
-        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
-        f"<title>prunekit farm run {e(run.name)}</title><style>{_CSS}</style></head><body>",
+    return "\n".join([
         f"<h1>Farm run <code>{e(run.name)}</code></h1>",
         f"<p class='meta'>{len(run.artifacts)} artifact(s) on {len(run.devices)} device(s) in "
         f"{len(run.classes())} class(es); {len(ok)} measurement(s), {len(failed)} failed job(s), "
@@ -82,20 +88,50 @@ def render(run: RunData, choices: list[ClassChoice]) -> str:
         "<p class='note'>Legend: <span class='badge measured'>measured</span> on the device; "
         "<span class='badge estimate'>estimate</span> from a model (e.g. an emulated board's modelled clock), "
         "drawn hollow and dashed in the plots. Latency figures are per inference.</p>",
-        _winners(choices),
+    ])
+
+
+def _latency(r: HtmlInput) -> str:
+    return "\n".join([
         "<h2>Latency per device</h2>",
         "<p class='note'>Each bar: thin line min to max, thick bar median to p90, tick at p99, dot at the median "
         "(log scale). A serial board that times one batch reports its mean only.</p>",
         "<div class='plots'>",
-        *(_device_plot(run, name, colors) for name in sorted(run.devices)),
+        *(_device_plot(r.run, name, r.colors) for name in sorted(r.run.devices)),
         "</div>",
+    ])
+
+
+def _classes(r: HtmlInput) -> str:
+    return "\n".join([
         "<h2>Size, accuracy and latency per device class</h2>",
         "<p class='note'>Filled markers are on the Pareto front (no other artifact is smaller, faster and at least "
         "as accurate); the class's winner is ringed. Latency is the worst device's median.</p>",
-        *(_class_plots(choice, colors) for choice in choices),
-        _energy(run),
-        _measurements(run),
-        _failures(run),
+        *(_class_plots(choice, r.colors) for choice in r.choices),
+    ])
+
+
+#: the report, top to bottom: a section is a function of the HtmlInput returning HTML
+SECTIONS: list[Callable[[HtmlInput], str]] = [
+    _header,
+    lambda r: _winners(r.choices),
+    _latency,
+    _classes,
+    lambda r: _energy(r.run),
+    lambda r: _measurements(r.run),
+    lambda r: _failures(r.run),
+]
+
+
+def render(run: RunData, choices: list[ClassChoice]) -> str:
+    labels = sorted(a.label for a in run.artifacts.values())
+    colors = {sha: _PALETTE[labels.index(a.label) % len(_PALETTE)] for sha, a in run.artifacts.items()}
+    r = HtmlInput(run, choices, colors)
+    parts = [
+        "<!doctype html><html lang='en'><head><meta charset='utf-8'>",
+        "<meta name='viewport' content='width=device-width,initial-scale=1'>",
+        f"<title>prunekit farm run {html.escape(run.name)}</title><style>{_CSS}</style></head><body>",
+        *(section(r) for section in SECTIONS),
         f"<script>{_SCRIPT}</script></body></html>",
     ]
     return "\n".join(parts)
@@ -110,7 +146,7 @@ def _winners(choices: list[ClassChoice]) -> str:
         limits = ", ".join(f"{k} {v:g}" if isinstance(v, float) else f"{k} {v:,}" for k, v in c.constraints.items())
         if c.winner:
             w = c.winner
-            result = (f"<span class='ok'>{e(w.artifact.label)}</span> ({e(w.artifact.fmt)}, "
+            result = (f"<span class='ok'>{e(w.artifact.label)}</span> ({e(w.artifact.format.name)}, "
                       f"{w.artifact.bytes:,} B, {_ms(w.latency_us)}{_badge(w.estimate)}, accuracy "
                       f"{_pct(w.artifact.accuracy)})")
         else:
@@ -180,7 +216,7 @@ def _measurements(run: RunData) -> str:
         cells = [f"<td class='num'>{_num(m[k])}</td>"
                  for k in ("latency_median_us", "latency_p90_us", "latency_p99_us", "latency_mean_us")]
         rows.append(
-            f"<tr><td>{e(a.label)}</td><td>{e(a.fmt)}</td><td class='num' data-v='{a.bytes}'>{a.bytes:,}</td>"
+            f"<tr><td>{e(a.label)}</td><td>{e(a.format.name)}</td><td class='num' data-v='{a.bytes}'>{a.bytes:,}</td>"
             f"<td class='num'>{_pct(a.accuracy)}</td><td>{e(m['device'])}</td><td>{e(m['device_class'] or '')}</td>"
             + "".join(cells)
             + f"<td class='num'>{_num(m['init_us'])}</td>"

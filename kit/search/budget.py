@@ -55,15 +55,31 @@ from typing import Any
 
 import numpy as np
 
-from kit.pipeline.data import Dataset, load_data
+from kit.core.artifact import ArtifactRecord, first_correct_runtime
 from kit.core.errors import KitError, RecipeError
-from kit.recipe import Distill, FinetuneStep, LayerOverride, Recipe, load_recipe, parse_recipe
-from kit.search.sensitivity import SensitivityResult, ValidationSplit, analyze, is_one_shot, split_validation
+from kit.core.vocab import DELEGATE_OF_RUNTIME, MODE_PRECISION
+from kit.data import Dataset, load_data
+from kit.recipe import (
+    Distill,
+    FinetuneStep,
+    LayerOverride,
+    Recipe,
+    load_recipe,
+    parse_recipe,
+    write_recipe,
+)
+from kit.search.sensitivity import (
+    SensitivityResult,
+    ValidationSplit,
+    analyze,
+    is_one_shot,
+    split_validation,
+)
+from kit.steps.registry import STEPS
 
 OBJECTIVES = ("size", "latency")
 #: sparsity levels tried per layer
 BUDGET_RATIOS = (0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 0.97, 0.98, 0.99)
-_FORMAT_OF_MODE = {"none": "float32", "int8": "int8", "qat": "int8", "float16": "float16", "dynamic": "dynamic"}
 
 
 @dataclass
@@ -101,9 +117,9 @@ class Probe:
 
 
 @dataclass
-class ArtifactOutcome:
-    name: str
-    bytes: int
+class ArtifactOutcome(ArtifactRecord):
+    """A shipped artifact of the final run, judged on the validation split and reported on the test split."""
+
     runtime: str | None
     val_accuracy: float | None
     val_drop: float | None
@@ -148,7 +164,7 @@ class BudgetResult:
 
         rows = []
         for name, s in self.chosen.items():
-            o = _override_for(self.recipe.prune, name) if self.recipe.prune else LayerOverride()
+            o = self.recipe.prune.override_for(name) if self.recipe.prune else LayerOverride()
             how = "-" if s <= 0 else (o.granularity or self.recipe.prune.granularity)
             if how == "block":
                 b = o.block or self.recipe.prune.block
@@ -188,8 +204,8 @@ class BudgetResult:
             "chosen": {n: {"sparsity": s, "weights": self.layer_params.get(n)} for n, s in self.chosen.items()},
             "baseline": {"bytes": self.baseline_bytes, "val_accuracy": self.baseline_val,
                          "test_accuracy": self.baseline_test, "latency_us": self.baseline_latency_us},
-            "artifacts": [asdict(a) for a in self.artifacts],
-            "recipe_toml": recipe_toml(self.recipe),
+            "artifacts": [a.to_dict() for a in self.artifacts],
+            "recipe_toml": write_recipe(self.recipe),
             "probes": [asdict(p) for p in self.probes],
             "path": self.path,
             "sensitivity": "sensitivity/sensitivity.json",
@@ -264,7 +280,7 @@ def search(model: Any, recipe: Recipe | str, data: Dataset | str, out: str | Pat
         notes.append("no layer gains anything from pruning on this objective; nothing was pruned")
     log(f"allocation path: {len(path) - 1} steps from dense to {_fmt_alloc(path[-1])}")
 
-    ctx = _Search(model, model_name, recipe, shaping, split, out, budget, sigmas, path, log)
+    ctx = _Search(model, model_name, recipe, shaping, split, out, budget, sigmas, path, log, objective)
     passing = _bisect(ctx, path, max_probes)
     _continue(ctx, path, passing, max_probes, notes)
     chosen = None
@@ -392,12 +408,13 @@ class _Search:
     """Runs the pipeline for one allocation and judges it on the validation split."""
 
     def __init__(self, model, model_name: str, recipe: Recipe, shaping: dict, split: ValidationSplit, out: Path,
-                 budget: Budget, sigmas: float, path: list[dict[str, float]], log):
-        from kit.pipeline import check as checks
-        from kit.pipeline.convert import ArtifactSpec, convert
+                 budget: Budget, sigmas: float, path: list[dict[str, float]], log, objective: str = "size"):
+        from kit.convert import check as checks
+        from kit.convert.converter import ArtifactSpec, convert
 
         self.model, self.model_name, self.recipe, self.shaping = model, model_name, recipe, shaping
         self.split, self.out, self.budget, self.sigmas, self.path, self.log = split, out, budget, sigmas, path, log
+        self.objective = objective
         self.probes: list[Probe] = []
         self.search_probes = 0
         self.boundary = (0, len(path))
@@ -420,13 +437,16 @@ class _Search:
             run_dir = self.out / "search" / f"probe-{self.search_probes:02d}"
             data = self.val_data
             label = f"search probe {self.search_probes}"
+            section = None
         else:
             run_dir, data, label = self.out, self.split.train, "final run"
+            section = self.manifest_section(sparsity)
         where = f"step {step}/{len(self.path) - 1}" if step is not None else "off the path"
         self.log(f"{label} ({where}): {_fmt_alloc(sparsity)}")
         with warnings.catch_warnings():  # tf_keras' advice against HDF5 on every saved model
             warnings.simplefilter("ignore", UserWarning)
-            run = compress(self.model, recipe, data, run_dir, model_name=self.model_name, log=lambda *a: None)
+            run = compress(self.model, recipe, data, run_dir, model_name=self.model_name, log=lambda *a: None,
+                           budget=section)
         judged = {a.name: self._judge(a) for a in run.shipped}
         limit = self.budget.accuracy_drop + 1e-9
         over = [n for n, j in judged.items() if j.bound is None or j.bound > limit]
@@ -445,17 +465,23 @@ class _Search:
             self.final_run, self.final_recipe = run, recipe
             base_test = run.baseline.accuracy
             self.final_outcomes = [
-                ArtifactOutcome(a.name, a.bytes, judged[a.name].runtime, judged[a.name].accuracy, judged[a.name].drop,
-                                a.accuracy, None if a.accuracy is None or base_test is None
-                                else 100.0 * (base_test - a.accuracy), val_bound=judged[a.name].bound)
+                ArtifactOutcome(a.path, a.sha256, a.bytes, a.name, a.format, judged[a.name].runtime,
+                                judged[a.name].accuracy, judged[a.name].drop, a.accuracy,
+                                None if a.accuracy is None or base_test is None else 100.0 * (base_test - a.accuracy),
+                                val_bound=judged[a.name].bound)
                 for a in run.shipped]
         return p
 
+    def manifest_section(self, sparsity: dict[str, float]) -> dict[str, Any]:
+        """What the final run's manifest records of the search; the details are in budget.json."""
+        return {"file": "budget.json", "budget": str(self.budget), "objective": self.objective,
+                "per_layer_sparsity": sparsity, "validation": self.split.description}
+
     def _judge(self, artifact) -> "_Judged":
         """Top-1 drop of one shipped artifact on the validation split, with its paired standard error."""
-        from kit.pipeline import check as checks
+        from kit.convert import check as checks
 
-        runtime = _runtime_of(artifact)
+        runtime = first_correct_runtime(artifact.checks)
         if runtime is None:
             return _Judged(None, None, None, None, None)
         out = checks.predict(Path(artifact.path).read_bytes(), runtime, self.split.x)
@@ -480,37 +506,29 @@ class _Judged:
         return f"{self.drop:+.2f} pts (+-{self.se:.2f}, bound {self.bound:+.2f})"
 
 
-def _runtime_of(artifact) -> str | None:
-    for c in artifact.checks:
-        if c.loads and c.problem is None and c.top1 is not None:
-            return c.runtime
-    return None
-
-
 def _measure_latency(result: BudgetResult, target: str, runtime: str, log) -> None:
     """Median latency of the baseline, every shipped artifact and the dense encoding of the same format."""
-    from kit.search.sensitivity import DELEGATE_OF
     from targets.base import RunSettings
     from targets.registry import get_target
 
-    delegate = DELEGATE_OF.get(runtime)
+    delegate = DELEGATE_OF_RUNTIME.get(runtime)
     if delegate is None:
         result.notes.append(f"latency not measured: {runtime} is not profiled by a target")
         return
     settings = RunSettings(threads=1, warmup=30, runs=300, delegate=delegate)
-    dense_of = {a.fmt: a for a in result.run.artifacts if not a.sparse and a.path}
+    dense_of = {a.format.precision: a for a in result.run.artifacts if not a.format.sparse and a.path}
     with get_target(target) as t:
         base = result.baseline_latency_us = t.profile(result.run.baseline.path, settings).latency.median_us
-        for outcome, artifact in zip(result.artifacts, result.run.shipped):
-            outcome.latency_us = t.profile(artifact.path, settings).latency.median_us
-            dense = dense_of.get(artifact.fmt)
-            if artifact.sparse and dense is not None:
+        for outcome in result.artifacts:
+            outcome.latency_us = t.profile(outcome.path, settings).latency.median_us
+            dense = dense_of.get(outcome.format.precision)
+            if outcome.format.sparse and dense is not None:
                 outcome.dense_latency_us = t.profile(dense.path, settings).latency.median_us
     for a in result.artifacts:
         line = f"{a.name} on {target} ({runtime}, 1 thread): {a.latency_us:.1f} us median; dense float32 " \
                f"{base:.1f} us ({_verdict(base, a.latency_us)})"
         if a.dense_latency_us is not None:
-            line += f"; dense {a.name.split('-')[0]} of the same run {a.dense_latency_us:.1f} us " \
+            line += f"; dense {a.format.precision} of the same run {a.dense_latency_us:.1f} us " \
                     f"({_verdict(a.dense_latency_us, a.latency_us)})"
         result.notes.append(line)
     log("latency measured on " + target)
@@ -535,12 +553,6 @@ def _write(result: BudgetResult) -> Path:
                             for p in result.probes], markdown=True))
     md += [""] + [f"- {n}" for n in result.notes]
     (result.out_dir / "budget.md").write_text("\n".join(md) + "\n")
-    manifest = result.out_dir / "manifest.json"
-    if manifest.is_file():
-        m = json.loads(manifest.read_text())
-        m["budget"] = {"file": "budget.json", "budget": str(result.budget), "objective": result.objective,
-                       "per_layer_sparsity": result.chosen, "validation": result.validation}
-        manifest.write_text(json.dumps(m, indent=2))
     return path
 
 
@@ -566,34 +578,18 @@ def _check_recipe(recipe: Recipe) -> None:
 
 def _primary_format(recipe: Recipe) -> str:
     modes = recipe.quantize.mode if recipe.quantize is not None else ["none"]
-    return _FORMAT_OF_MODE[modes[0]]
+    return MODE_PRECISION[modes[0]]
 
 
 def _resolve_model(model, model_name, dataset: Dataset, val_fraction: float, recipe: Recipe, teacher_epochs: int,
                    log):
     """A tf_keras model, trained on the training data minus the validation split when it is a built-in name."""
-    from kit.models import ZOO, build, load_model, train_baseline
+    from kit.models import resolve_model
 
-    if isinstance(model, str) and model in ZOO:
-        flat = dataset.x_train.shape[1:] if model == "lenet-300-100" else None
-        name = model_name or model
-        model = build(model, input_shape=flat, num_classes=dataset.num_classes)
-        train = split_validation(dataset.fit_to(model.input_shape[1:]), val_fraction).train
-        log(f"training the built-in {name} baseline on {len(train.x_train)} samples ({teacher_epochs} epochs)")
-        train_baseline(model, train, epochs=teacher_epochs, seed=recipe.seed)
-        return model, name, dataset.fit_to(model.input_shape[1:])
-    if isinstance(model, (str, Path)):
-        name = model_name or Path(model).stem
-        model = load_model(model)
-        return model, name, dataset.fit_to(model.input_shape[1:])
-    return model, model_name or model.name, dataset.fit_to(model.input_shape[1:])
+    resolved = resolve_model(model, dataset, seed=recipe.seed, epochs=teacher_epochs, name=model_name,
+                             train_split=lambda d: split_validation(d, val_fraction).train, log=log)
+    return resolved.model, resolved.name, dataset.fit_to(resolved.model.input_shape[1:])
 
-
-def _override_for(step, name: str) -> LayerOverride:
-    for pattern, o in step.layers.items():
-        if re.fullmatch(pattern, name):
-            return o
-    return LayerOverride()
 
 
 def _fmt_alloc(sparsity: dict[str, float]) -> str:
@@ -608,14 +604,14 @@ def budget_recipe(base: Recipe, sparsity: dict[str, float], shaping: dict[str, L
     """`base` with one per-layer override per layer: its chosen final sparsity (0 = skip) and block shape.
 
     The overrides come first in `prune.layers` (the first matching pattern wins), so the recipe's own patterns
-    still apply to any layer not named here. The result is re-parsed from its TOML text, which the manifest
-    records, so the text reproduces the run.
+    still apply to any layer not named here. Every other step stays as the recipe has it. The result is
+    re-parsed from its TOML text, which the manifest records, so the text reproduces the run.
     """
     r = copy.deepcopy(base)
     p = r.prune
     own = {}
     for name, s in sparsity.items():
-        inherited = _override_for(p, name)
+        inherited = p.override_for(name)
         shape = (shaping or {}).get(name, LayerOverride())
         if s <= 0:
             own[re.escape(name)] = LayerOverride(skip=True)
@@ -627,74 +623,28 @@ def budget_recipe(base: Recipe, sparsity: dict[str, float], shaping: dict[str, L
     p.layers = {**own, **{k: v for k, v in p.layers.items() if k not in own}}
     r.name = f"{base.name}-budget"
     r.description = f"{base.description} Per-layer sparsity chosen by the budget search.".strip()
-    return _reparsed(r)
+    return _reparsed(r, base)
 
 
 def unpruned_recipe(base: Recipe) -> Recipe:
-    """Nothing pruned, fine-tuned or quantized: the float32 model itself (the fallback when nothing fits)."""
+    """The float32 model itself (the fallback when nothing fits): every step that changes the model or adds
+    formats is dropped; the steps that say so (`StepSpec.in_unpruned`: convert, metrics) stay."""
     r = copy.deepcopy(base)
-    r.prune = r.finetune = r.cluster = r.quantize = None
+    for spec in STEPS:
+        if not spec.in_unpruned:
+            setattr(r, spec.name, None)
     r.name = f"{base.name}-unpruned"
     r.description = "No pruned allocation met the accuracy budget: the original model, float32."
-    return _reparsed(r)
+    return _reparsed(r, base)
 
 
-def recipe_toml(recipe: Recipe) -> str:
-    """TOML text that `parse_recipe` turns back into `recipe`."""
-    d = recipe.to_dict()
-    top = ("name", "description", "seed")
-    lines = [f"{key} = {_toml_value(d[key])}" for key in top]
-    for section, table in d.items():
-        if section in top or table is None:
-            continue
-        table = dict(table)
-        if section == "prune" and table.get("schedule") == "constant":
-            table.pop("initial_sparsity")  # a constant schedule has one sparsity
-        _toml_table(lines, (section,), table)
-    return "\n".join(lines) + "\n"
-
-
-def _reparsed(r: Recipe) -> Recipe:
-    text = recipe_toml(r)
-    again = parse_recipe(text, f"{r.name}.toml")
-    if again.to_dict() != r.to_dict():
+def _reparsed(r: Recipe, base: Recipe) -> Recipe:
+    """`r` read back from the TOML text it is written as; an error names the recipe it was derived from."""
+    again = parse_recipe(write_recipe(r), f"the recipe {r.name!r} derived from {base.name!r}")
+    if again != r:
         raise RuntimeError(f"internal error: the TOML of recipe {r.name!r} does not read back the same")
     return again
 
 
-def _toml_table(lines: list[str], path: tuple[str, ...], table: dict) -> None:
-    lines.append("")
-    lines.append("[" + ".".join(_toml_key(k) for k in path) + "]")
-    nested = []
-    for k, v in table.items():
-        if v is None:
-            continue
-        if isinstance(v, dict):
-            nested.append((k, v))
-        else:
-            lines.append(f"{_toml_key(k)} = {_toml_value(v)}")
-    for k, v in nested:
-        if path == ("prune",) and k == "layers":
-            for name, override in v.items():
-                o = {ok: ov for ok, ov in override.items() if ov is not None and not (ok == "skip" and ov is False)}
-                _toml_table(lines, (*path, "layers", name), o)
-        elif v or path != ("prune",):
-            _toml_table(lines, (*path, k), v)
-
-
-def _toml_key(k: str) -> str:
-    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else json.dumps(k)
-
-
-def _toml_value(v: Any) -> str:
-    if isinstance(v, bool):
-        return "true" if v else "false"
-    if isinstance(v, (int, float)):
-        return repr(v)
-    if isinstance(v, str):
-        return json.dumps(v)
-    if isinstance(v, tuple) and len(v) == 2 and all(isinstance(x, int) for x in v):
-        return f"\"{v[0]}x{v[1]}\""  # block shapes and image sizes are written "RxC"
-    if isinstance(v, (list, tuple)):
-        return "[" + ", ".join(_toml_value(x) for x in v) + "]"
-    raise TypeError(f"cannot write {v!r} as TOML")
+#: the name older callers and tests know the recipe writer by
+recipe_toml = write_recipe

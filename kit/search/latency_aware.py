@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 from kit.core.errors import KitError
-from kit.recipe import RUNTIMES, LayerOverride
+from kit.core.vocab import DELEGATE_OF_RUNTIME, RUNTIMES
+from kit.recipe import LayerOverride
 
 FORMATS = ("float32", "int8")
 #: XNNPACK's threshold for running a 1x1 convolution sparse
@@ -179,14 +180,14 @@ def confirm(model, latency_plan: LatencyPlan, target, sparsity: float | dict[str
     blocks zeroed at `sparsity` (one value, or per layer).
     """
     from kit.techniques import prune as pruning
-    from kit.pipeline.convert import ArtifactSpec, convert
-    from kit.search.sensitivity import DELEGATE_OF, layers_by_name, prunable_weights, magnitude_mask
+    from kit.convert.converter import ArtifactSpec, convert
+    from kit.search.sensitivity import layers_by_name, prunable_weights, magnitude_mask
     from targets.base import RunSettings
     from targets.registry import get_target
 
     if not latency_plan.any_sparse:
         raise KitError(latency_plan.summary(), "nothing to confirm: no layer runs on a sparse kernel")
-    if latency_plan.runtime not in DELEGATE_OF:
+    if latency_plan.runtime not in DELEGATE_OF_RUNTIME:
         raise KitError(f"{latency_plan.runtime} latency cannot be measured with a target profile",
                        "confirm on litert or litert-builtin")
     per_layer = sparsity if isinstance(sparsity, dict) else {n: float(sparsity) for n in latency_plan.shaped()}
@@ -203,11 +204,11 @@ def confirm(model, latency_plan: LatencyPlan, target, sparsity: float | dict[str
     owned = isinstance(target, str)
     t = get_target(target) if owned else target
     settings = RunSettings(threads=1, warmup=max(10, runs // 10), runs=runs,
-                           delegate=DELEGATE_OF[latency_plan.runtime])
+                           delegate=DELEGATE_OF_RUNTIME[latency_plan.runtime])
     with tempfile.TemporaryDirectory(prefix="kit-latency-") as tmp:
         try:
-            dense = convert(model, ArtifactSpec(latency_plan.fmt, False), calibration)
-            sparse = convert(pruned, ArtifactSpec(latency_plan.fmt, True), calibration)
+            dense = convert(model, ArtifactSpec(latency_plan.fmt, "dense"), calibration)
+            sparse = convert(pruned, ArtifactSpec(latency_plan.fmt, "sparse"), calibration)
             medians = []
             for name, data in (("dense", dense), ("sparse", sparse)):
                 path = Path(tmp) / f"{name}.tflite"

@@ -27,13 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from kit.pipeline.data import Dataset
+from kit.data import Dataset
 from kit.core.errors import DataError, KitError
+from kit.core.vocab import DELEGATE_OF_RUNTIME
 from kit.recipe import PruneStep
+from kit.techniques.criteria import criterion_class
 
 DEFAULT_RATIOS = (0.5, 0.7, 0.9, 0.95)
-#: runtime name (as in recipes) -> delegate setting of a target run
-DELEGATE_OF = {"litert": "default", "litert-builtin": "none"}
 
 
 @dataclass
@@ -170,6 +170,8 @@ def analyze(model, x_val: np.ndarray, y_val: np.ndarray, ratios=DEFAULT_RATIOS, 
     from kit.techniques.finetune import outputs_logits, to_logits
 
     ratios = _ratios(ratios)
+    if structured:
+        criterion_class("channel", criterion)  # an unknown name fails before the one-shot rows, not after
     if len(x_val) == 0 or len(x_val) != len(y_val):
         raise DataError(f"the validation split has {len(x_val)} samples and {len(y_val)} labels",
                         "pass at least one sample and one label per sample")
@@ -345,9 +347,9 @@ class _Profiler:
     def __init__(self, target, runtime: str, fmt: str, calib: np.ndarray | None, runs: int):
         from targets.registry import get_target
 
-        if runtime not in DELEGATE_OF:
+        if runtime not in DELEGATE_OF_RUNTIME:
             raise KitError(f"latency on runtime {runtime!r} cannot be measured by a target profile",
-                           f"use one of {', '.join(DELEGATE_OF)}")
+                           f"use one of {', '.join(DELEGATE_OF_RUNTIME)}")
         self.owned = isinstance(target, str)
         self.target = get_target(target) if self.owned else target
         self.name = str(self.target.uri)
@@ -361,16 +363,16 @@ class _Profiler:
             self.target.close()
 
     def latency(self, model, sparse: bool) -> float:
-        from kit.pipeline.convert import ArtifactSpec, convert
+        from kit.convert.converter import ArtifactSpec, convert
         from targets.base import RunSettings
 
-        data = convert(model, ArtifactSpec(self.fmt, sparse), self.calib)
+        data = convert(model, ArtifactSpec(self.fmt, "sparse" if sparse else "dense"), self.calib)
         self.count += 1
         path = self.tmp / f"variant-{self.count}.tflite"
         path.write_bytes(data)
         try:
             r = self.target.profile(path, RunSettings(threads=1, warmup=max(10, self.runs // 10), runs=self.runs,
-                                                      delegate=DELEGATE_OF[self.runtime]))
+                                                      delegate=DELEGATE_OF_RUNTIME[self.runtime]))
         finally:
             path.unlink(missing_ok=True)
         if r.latency is None or r.latency.median_us is None:

@@ -1,8 +1,12 @@
 """Weight clustering (TF-MOT), optionally keeping the zeros that pruning made."""
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from kit.techniques.prune import private_copy
-from kit.recipe import ClusterStep
+
+if TYPE_CHECKING:
+    from kit.steps.cluster import ClusterStep
 
 
 def cluster(model, step: ClusterStep, skip: set[str] = frozenset()):

@@ -9,11 +9,14 @@ labels every copy, so a small training set teaches more of the teacher's functio
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kit.core.errors import DataError
-from kit.recipe import Augment, Distill, FinetuneStep
+
+if TYPE_CHECKING:
+    from kit.steps.finetune import Augment, Distill, FinetuneStep
 
 
 @dataclass

@@ -1,11 +1,12 @@
 """Importance of every weight, and the masks that keep the important ones.
 
-Scores (higher = keep), one array per kernel, same shape as the kernel:
+Scores (higher = keep), one array per kernel, same shape as the kernel, by a registered weight criterion
+(kit.techniques.criteria; built in:
   magnitude  |w|
   gradient   mean over batches of |dL/dw|
   taylor     mean over batches of |w * dL/dw|: first-order estimate of the loss change when w is removed
   fisher     0.5 * F * w^2 with F the diagonal empirical Fisher (mean of per-sample squared gradients): the
-             second-order (OBD) estimate of the loss change with the Fisher standing in for the Hessian
+             second-order (OBD) estimate of the loss change with the Fisher standing in for the Hessian)
 
 Masks come from a target sparsity, ranked per layer or globally (one ranking over the raw scores of all
 layers), or from a threshold: absolute (|w| < t), relative (|w| < t * RMS of the layer's weights, i.e. a
@@ -19,9 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from kit.core.errors import DataError, KitError
+from kit.techniques.criteria import criterion_class
 from kit.techniques.masking import Masks
 
-METHODS = ("magnitude", "gradient", "taylor", "fisher")
 SCOPES = ("layer", "global")
 THRESHOLD_KINDS = ("absolute", "relative", "score")
 #: a global ranking never empties a layer: each keeps at least this fraction of its weights
@@ -30,84 +31,21 @@ MIN_KEEP = 0.01
 
 def scores(model, kernels: dict, method: str = "magnitude", x: np.ndarray | None = None,
            y: np.ndarray | None = None, samples: int = 512, batch_size: int = 64) -> dict[str, np.ndarray]:
-    """Importance of every weight of `kernels` ("layer/kernel" -> variable of `model`).
+    """Importance of every weight of `kernels` ("layer/kernel" -> variable of `model`) by the registered weight
+    criterion `method` (kit.techniques.criteria.WEIGHT_CRITERIA).
 
-    Gradient-based methods need inputs `x`; without labels `y` the model's own top-1 predictions stand in
-    for them (the loss is then the model's confidence in its own answer).
+    Criteria that need data score the first `samples` inputs of `x`; without labels `y` the model's own top-1
+    predictions stand in for them (the loss is then the model's confidence in its own answer).
     """
-    if method not in METHODS:
-        raise KitError(f"unknown importance method {method!r}", f"use one of {', '.join(METHODS)}")
-    weights = {k: v.numpy() for k, v in kernels.items()}
-    if method == "magnitude":
-        return {k: np.abs(w) for k, w in weights.items()}
-    if x is None or len(x) == 0:
-        raise DataError(f"importance method {method!r} needs input data", "pass a few hundred training inputs")
-    x = x[:samples]
-    if y is None:
-        y = model.predict(x, batch_size=512, verbose=0).argmax(axis=1)
-    y = np.asarray(y)[:samples]
-    if method == "fisher":
-        fisher = _per_sample_squared_gradients(model, kernels, x, y, max(1, batch_size // 4))
-        return {k: 0.5 * fisher[k] * weights[k] ** 2 for k in kernels}
-    grads = _batch_gradients(model, kernels, x, y, batch_size)
-    if method == "gradient":
-        return {k: np.mean([np.abs(g[k]) for g in grads], axis=0) for k in kernels}
-    return {k: np.mean([np.abs(g[k] * weights[k]) for g in grads], axis=0) for k in kernels}
-
-
-def _loss_fn(model):
-    import tensorflow as tf
-
-    from kit.techniques.finetune import outputs_logits
-
-    logits = outputs_logits(model)
-
-    def per_sample(yb, out):
-        out = tf.reshape(out, (tf.shape(out)[0], -1))
-        return tf.keras.losses.sparse_categorical_crossentropy(yb, out, from_logits=logits)
-
-    return per_sample
-
-
-def _batch_gradients(model, kernels: dict, x, y, batch_size: int) -> list[dict[str, np.ndarray]]:
-    import tensorflow as tf
-
-    loss_fn = _loss_fn(model)
-    keys = list(kernels)
-    variables = [kernels[k] for k in keys]
-
-    @tf.function
-    def grad(xb, yb):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(loss_fn(yb, model(xb, training=False)))
-        return tape.gradient(loss, variables)
-
-    out = []
-    for i in range(0, len(x), batch_size):
-        g = grad(tf.constant(x[i:i + batch_size]), tf.constant(y[i:i + batch_size]))
-        out.append({k: gi.numpy() for k, gi in zip(keys, g)})
-    return out
-
-
-def _per_sample_squared_gradients(model, kernels: dict, x, y, batch_size: int) -> dict[str, np.ndarray]:
-    import tensorflow as tf
-
-    loss_fn = _loss_fn(model)
-    keys = list(kernels)
-    variables = [kernels[k] for k in keys]
-
-    @tf.function
-    def squared(xb, yb):
-        with tf.GradientTape() as tape:
-            losses = loss_fn(yb, model(xb, training=False))
-        jac = tape.jacobian(losses, variables)  # per sample: [batch, *kernel shape]
-        return [tf.reduce_sum(tf.square(j), axis=0) for j in jac]
-
-    total = {k: np.zeros(kernels[k].shape, np.float64) for k in keys}
-    for i in range(0, len(x), batch_size):
-        for k, s in zip(keys, squared(tf.constant(x[i:i + batch_size]), tf.constant(y[i:i + batch_size]))):
-            total[k] += s.numpy()
-    return {k: (v / len(x)).astype(np.float32) for k, v in total.items()}
+    cls = criterion_class("weight", method)
+    if cls.needs_data:
+        if x is None or len(x) == 0:
+            raise DataError(f"importance method {method!r} needs input data", "pass a few hundred training inputs")
+        x = x[:samples]
+        if y is None and cls.uses_labels:
+            y = model.predict(x, batch_size=512, verbose=0).argmax(axis=1)
+        y = None if y is None else np.asarray(y)[:samples]
+    return cls(batch_size)(model, kernels, x, y)
 
 
 @dataclass

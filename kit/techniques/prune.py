@@ -7,13 +7,15 @@ is derived from it so that pruning really happens even in short fine-tunes
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import asdict, dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from kit.core.errors import ModelError
-from kit.recipe import LayerOverride, PruneStep
+
+if TYPE_CHECKING:
+    from kit.steps.prune import PruneStep
 
 #: mask updates over the pruning window when the recipe does not set a frequency
 UPDATES_PER_WINDOW = 20
@@ -62,8 +64,8 @@ def plan(model, step: PruneStep, steps_per_epoch: int, epochs: int) -> PrunePlan
         reason = _unprunable_reason(layer)
         if reason == "no weights":
             continue
-        override = _override(step, layer.name)
-        if _skipped(step, layer.name) or override.skip:
+        override = step.override_for(layer.name)
+        if step.skips(layer.name) or override.skip:
             skipped[layer.name] = "skipped by the recipe"
             continue
         if reason:
@@ -191,7 +193,10 @@ def _kernel_rank(layer) -> int:
 
 
 def _unprunable_reason(layer) -> str | None:
-    from tensorflow_model_optimization.python.core.sparsity.keras import prunable_layer, prune_registry
+    from tensorflow_model_optimization.python.core.sparsity.keras import (
+        prunable_layer,
+        prune_registry,
+    )
 
     if not layer.weights:
         return "no weights"
@@ -205,18 +210,10 @@ def _unprunable_reason(layer) -> str | None:
     return "it is neither a built-in prunable layer nor a PrunableLayer"
 
 
-def _skipped(step: PruneStep, name: str) -> bool:
-    return any(re.fullmatch(p, name) for p in step.skip)
-
-
-def _override(step: PruneStep, name: str) -> LayerOverride:
-    for pattern, override in step.layers.items():
-        if re.fullmatch(pattern, name):
-            return override
-    return LayerOverride()
-
 
 def _wrapper_class():
-    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import PruneLowMagnitude
+    from tensorflow_model_optimization.python.core.sparsity.keras.pruning_wrapper import (
+        PruneLowMagnitude,
+    )
 
     return PruneLowMagnitude

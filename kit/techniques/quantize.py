@@ -1,6 +1,6 @@
 """Quantization-aware training that keeps what pruning and clustering made.
 
-Post-training quantization needs no training and lives in `kit.pipeline.convert`.
+Post-training quantization needs no training and lives in `kit.convert.converter`.
 """
 from __future__ import annotations
 

@@ -2,7 +2,7 @@
 
 Each emulated board is its own process running TFLite Micro behind the MLPerf
 Tiny protocol on a pseudo-terminal, so killing it is a board dropping off the
-bus. The SSH board is a real OpenSSH server on 127.0.0.1 (tests/targets_ssh).
+bus. The SSH board is a real OpenSSH server on 127.0.0.1 (tests/support/loopback_sshd.py).
 """
 from __future__ import annotations
 
@@ -13,7 +13,9 @@ import sys
 from pathlib import Path
 from typing import Iterator
 
-ROOT = Path(__file__).resolve().parents[2]
+from tests.support.loopback_sshd import SSHD, LoopbackSSHD
+from tests.support.shared import ROOT
+
 KIT = [sys.executable, "-m", "kit"]
 #: small int8 models every runtime here loads (TFLM and LiteRT), under ../shared
 MODELS = {
@@ -63,14 +65,7 @@ def emulators(n: int, model: Path, *options: str) -> Iterator[list[Emulator]]:
 
 
 def ssh_board_class():
-    """LoopbackSSHD from the SSH tests, or None with the reason."""
-    sys.path.insert(0, str(ROOT / "tests" / "targets_ssh"))
-    try:
-        from loopback_sshd import SSHD, LoopbackSSHD
-    except ImportError as e:
-        return None, f"the loopback SSH fixture is not importable: {e}"
-    finally:
-        sys.path.pop(0)
+    """LoopbackSSHD, or None with the reason."""
     if not SSHD.exists():
         return None, f"{SSHD} is absent: apt-get install openssh-server"
     return LoopbackSSHD, ""

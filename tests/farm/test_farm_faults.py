@@ -7,12 +7,14 @@ import time
 
 import pytest
 
-from conftest import shared_file
-from farm_fixtures import MODELS, emulators, farm_toml, pipeline_toml
+from tests.support.shared import shared_file
+from .farm_fixtures import MODELS, emulators, farm_toml, pipeline_toml
 from kit.farm.orchestrate import run_pipeline
 from kit.farm.progress import Progress
 from kit.farm.rundata import load_run
 from kit.farm.spec import load_pipeline
+
+pytestmark = pytest.mark.slow  # farm runs on emulated boards that fail
 
 #: long enough that the kill lands inside the job (TFLM runs kws in ~6 ms per inference on the host)
 MCU_RUNS = "[settings.class.mcu]\nruns = 200\n"

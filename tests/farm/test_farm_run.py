@@ -17,15 +17,17 @@ from pathlib import Path
 
 import pytest
 
-from chromium import CHROMIUM, render
-from conftest import shared_file
-from farm_fixtures import FLASH_BYTES, MODELS, emulators, farm_toml, pipeline_toml, ssh_board_class
+from .chromium import CHROMIUM, render
+from tests.support.shared import shared_file
+from .farm_fixtures import FLASH_BYTES, MODELS, emulators, farm_toml, pipeline_toml, ssh_board_class
 from kit.cli import main
 from kit.farm.orchestrate import run_pipeline
 from kit.farm.rundata import load_run
 from kit.farm.choose import choose
 from kit.farm.spec import load_pipeline
 from kit.core.tflite_file import read_tflite
+
+pytestmark = pytest.mark.slow  # one farm run on emulated boards, the host and an SSH board
 
 ACCURACY = {"kws_ref_model": 0.9, "micro_speech_quantized": 0.8, "hello_world_int8": 0.5,
             "pretrainedResnet_quant": 0.85}

@@ -9,8 +9,11 @@ import time
 
 import pytest
 
-from conftest import ctrl_c_enabled, shared_file
-from farm_fixtures import KIT, MODELS, ROOT, emulators, farm_toml, pipeline_toml
+from tests.support.processes import ctrl_c_enabled
+from tests.support.shared import shared_file
+from .farm_fixtures import KIT, MODELS, ROOT, emulators, farm_toml, pipeline_toml
+
+pytestmark = pytest.mark.slow  # farm runs stopped and started again
 
 JOBS = 12  # 3 artifacts x (3 boards + 1 local)
 

@@ -3,8 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
-from mcu_fixtures import small_models  # noqa: F401  (fixture)
+from tests.support.shared import shared_file
 
 from firmware_tools.arena import decompression_bytes, measure_memory, with_margin
 from firmware_tools.compress import compress_model

@@ -6,8 +6,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import shared_file
-from mcu_fixtures import compiler  # noqa: F401  (fixture)
+from tests.support.shared import shared_file
 
 from firmware_tools.c_array import render_model_array
 

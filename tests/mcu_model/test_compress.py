@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
-from mcu_fixtures import small_models  # noqa: F401  (fixture)
+from tests.support.shared import shared_file
 
 from firmware_tools.compress import (DCM_BYTES, Compression, PruneCompressor, _read_editable, compress_model,
                                      decode_prune, encode_prune)

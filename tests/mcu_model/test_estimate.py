@@ -3,7 +3,7 @@ MLPerf Tiny v0.5 reference models, always labelled as estimates."""
 from __future__ import annotations
 
 import pytest
-from conftest import shared_file
+from tests.support.shared import shared_file
 
 from firmware_tools.estimate import (count_work, estimate, fit_constants, list_mcu_profiles, load_mcu_profile,
                                      reference_check)

@@ -6,8 +6,7 @@ import re
 import subprocess
 
 import pytest
-from conftest import shared_file
-from mcu_fixtures import compiler, small_models  # noqa: F401  (fixtures)
+from tests.support.shared import shared_file
 
 from firmware_tools.compress import _read_editable, compress_model, serialize
 from firmware_tools.op_resolver import ADD_METHODS, render_resolver, resolver_methods

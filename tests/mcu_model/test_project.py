@@ -7,7 +7,6 @@ import subprocess
 import sys
 
 import pytest
-from mcu_fixtures import compiler, small_models  # noqa: F401  (fixtures)
 
 from firmware_tools.project import MANIFEST, TEMPLATES, generate_project
 from kit.core.errors import KitError, ModelError

@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from conftest import ctrl_c_enabled, shared_file
+from tests.support.processes import ctrl_c_enabled
+from tests.support.shared import shared_file
 from kit.cli import main
-from mcu_boards import KWS, MLPERF
+from .mcu_boards import KWS, MLPERF
 
 
 def _first_line(proc: subprocess.Popen, timeout: float = 60) -> str:

@@ -4,16 +4,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from firmware_tools import protocol
 from kit.core.errors import ModelError, TargetError
 from kit.core.tflite_file import read_tflite
-from mcu_boards import KWS, MLPERF, bmp_as_int8_npy, emulated, power_meter, tflm_outputs
+from .mcu_boards import KWS, MLPERF, bmp_as_int8_npy, emulated, power_meter, tflm_outputs
 from targets.base import RunSettings
 from targets.registry import get_target
 from targets.serial import SerialTarget, _input_data
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["kws_ref_model", "ad01_int8", "pretrainedResnet_quant", "vww_96_int8"])
 def test_mlperf_models_over_serial_match_a_direct_tflm_run(name, tmp_path):
     """Each model is sent with `model load`, its input with `db`, and the board's m-results must equal

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from firmware_tools.emulator import Fault
 from firmware_tools.protocol import ProtocolError
 from kit.core.errors import TargetError
-from mcu_boards import KWS, emulated
+from .mcu_boards import KWS, emulated
 from targets.base import RunSettings
 from targets.registry import get_target
 from targets.serial import BoardReset, PortLost, _check_infer

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from firmware_tools import protocol
 from firmware_tools.protocol import ProtocolError
 from kit.core.errors import TargetError

@@ -1,5 +1,7 @@
 import json
 
+import pytest
+
 from kit.cli import main
 
 
@@ -23,6 +25,7 @@ def test_profile_json(tiny_tflite, tmp_path, capsys):
     assert r["latency"]["count"] == 20 and r["target"] == "local"
 
 
+@pytest.mark.slow
 def test_demo_on_digits(tmp_path, capsys):
     """The README's main command, on the small built-in data set."""
     assert main(["demo", "--data", "digits", "-o", str(tmp_path / "demo"), "--runs", "20"]) == 0

@@ -46,7 +46,7 @@ def test_wrong_data_shape(tmp_path, capsys):
      "non-integer labels"),
 ])
 def test_bad_npz(tmp_path, arrays, words):
-    from kit.pipeline.data import load_data
+    from kit.data import load_data
     from kit.core.errors import DataError
 
     p = tmp_path / "d.npz"

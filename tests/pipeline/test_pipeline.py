@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
-from kit.pipeline.data import load_data
 from kit.core.errors import ModelError
 from kit.pipeline.compress import compress
 from kit.recipe import parse_recipe
+from tests.support.models import copy_model
 
 RECIPE = """
 [prune]
@@ -31,16 +31,8 @@ sparse = "auto"
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
-
-
-@pytest.fixture(scope="module")
-def baseline(digits):
-    from kit.models import build, train_baseline
-
-    m = build("lenet-300-100", input_shape=(64,))
-    return train_baseline(m, digits, epochs=15)
+def baseline(digits_lenet):
+    return copy_model(digits_lenet)
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +63,7 @@ def test_sparse_artifact_is_smaller_and_faithful(run):
 
 def test_float_artifacts_agree_with_keras(run):
     for a in [run.baseline, *run.artifacts]:
-        if a.fmt == "float32":
+        if a.format.precision == "float32":
             for c in a.checks:
                 if c.loads and c.runtime.startswith("litert"):
                     assert c.agreement >= 0.99, (a.name, c)
@@ -177,7 +169,7 @@ targets = ["litert", "tflm"]
 """)
     r = compress(baseline, recipe, digits, tmp_path, log=lambda *a: None)
     (a,) = r.artifacts
-    assert a.fmt == "int8" and a.shipped, a.reason
+    assert a.format.precision == "int8" and a.shipped, a.reason
     kernels = [t for t in a.tensors if t["dtype"] == "int8" and len(t["shape"]) == 2]
     assert len(kernels) == 3 and all(t["sparsity"] >= 0.79 for t in kernels)
     assert a.check_on("tflm").top1 > 0.85

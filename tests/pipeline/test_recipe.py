@@ -1,5 +1,5 @@
 import pytest
-from conftest import assert_recipe_error
+from tests.support.recipes import assert_recipe_error
 
 from kit.core.errors import RecipeError
 from kit.recipe import builtin_recipes, load_recipe, parse_recipe

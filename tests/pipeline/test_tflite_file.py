@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from kit.core.errors import ModelError
 from kit.core.tflite_file import read_tflite
 

@@ -3,15 +3,15 @@ import json
 from pathlib import Path
 
 import pytest
-from sens_fixtures import VAL_FRACTION, digits_lenet
 
 import kit  # noqa: F401
-from kit.pipeline import check as checks
+from kit.convert import check as checks
 from kit.search.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget, recipe_toml,
                          search, unpruned_recipe)
 from kit.core.errors import KitError, RecipeError
 from kit.recipe import LayerOverride, builtin_recipes, load_recipe, parse_recipe
 from kit.search.sensitivity import SensitivityResult, SensitivityRow
+from tests.support.models import VAL_FRACTION
 
 RECIPE = """
 name = "quick"
@@ -130,8 +130,8 @@ def _val_drops(out: Path, split) -> dict[str, tuple[float, float]]:
 
 
 @pytest.fixture(scope="module")
-def searched(tmp_path_factory):
-    data, split, model = digits_lenet()
+def searched(held_out_lenet, tmp_path_factory):
+    data, split, model = held_out_lenet
     out = tmp_path_factory.mktemp("budget")
     result = search(model, parse_recipe(RECIPE, "quick.toml"), data, out, "accuracy-drop=2", val_fraction=VAL_FRACTION,
                     ratios=(0.5, 0.9), max_probes=3, model_name="lenet", log=lambda *a: None)
@@ -171,8 +171,8 @@ def test_chosen_settings_are_in_the_manifest_and_budget_json(searched):
     assert (out / "sensitivity" / "sensitivity.csv").is_file() and (out / "budget.md").is_file()
 
 
-def test_tight_budget_backs_off(tmp_path):
-    data, split, model = digits_lenet()
+def test_tight_budget_backs_off(held_out_lenet, tmp_path):
+    data, split, model = held_out_lenet
     result = search(model, parse_recipe(RECIPE, "quick.toml"), data, tmp_path, Budget(0.0),
                     val_fraction=VAL_FRACTION, ratios=(0.95, 0.99), max_probes=3, model_name="lenet",
                     log=lambda *a: None)
@@ -185,14 +185,14 @@ def test_tight_budget_backs_off(tmp_path):
         assert d + se <= 1e-9, f"{name} loses {d:.2f} +- {se:.2f} points on validation with a zero budget"
 
 
-def test_recipe_without_pruning_is_refused(tmp_path):
-    data, _, model = digits_lenet()
+def test_recipe_without_pruning_is_refused(held_out_lenet, tmp_path):
+    data, _, model = held_out_lenet
     with pytest.raises(RecipeError, match="no \\[prune\\]"):
         search(model, parse_recipe("[finetune]\nepochs = 1\n"), data, tmp_path, "accuracy-drop=1", log=lambda *a: None)
 
 
-def test_latency_objective_refuses_runtimes_without_sparse_kernels(tmp_path):
-    data, _, model = digits_lenet()
+def test_latency_objective_refuses_runtimes_without_sparse_kernels(held_out_lenet, tmp_path):
+    data, _, model = held_out_lenet
     recipe = parse_recipe(RECIPE + '\n[quantize]\nmode = ["int8"]\n')
     with pytest.raises(KitError, match="no sparse kernels"):
         search(model, recipe, data, tmp_path, "accuracy-drop=1", objective="latency", log=lambda *a: None)

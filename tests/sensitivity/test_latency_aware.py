@@ -93,6 +93,7 @@ def test_host_arch_is_classified():
     assert la.host_arch().startswith(expected)
 
 
+@pytest.mark.slow
 def test_shaped_float_pruning_is_measured_faster_on_litert(lenet):
     c = la.confirm(lenet, la.plan(lenet, "litert", "float32", la.host_arch()), "local", sparsity=0.95, runs=200)
     assert c.faster, c.summary()
@@ -100,6 +101,7 @@ def test_shaped_float_pruning_is_measured_faster_on_litert(lenet):
     assert c.dense_us > 0 and c.speedup > 1.1
 
 
+@pytest.mark.slow
 def test_shaped_int8_pruning_is_measured_faster_on_builtin_kernels(lenet):
     calib = np.random.default_rng(0).random((32, 784), dtype=np.float32)
     c = la.confirm(lenet, la.plan(lenet, "litert-builtin", "int8"), "local", sparsity=0.95, calibration=calib,

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from sens_fixtures import digits_lenet
 
 import kit  # noqa: F401
 from kit.core.errors import DataError, KitError
@@ -20,8 +19,8 @@ RATIOS = (0.5, 0.9, 0.99)
 
 
 @pytest.fixture(scope="module")
-def trained():
-    return digits_lenet()
+def trained(held_out_lenet):
+    return held_out_lenet
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +31,7 @@ def result(trained):
 
 
 def test_validation_split_is_the_held_out_tail_of_the_training_data():
-    from kit.pipeline.data import load_data
+    from kit.data import load_data
 
     data = load_data("digits")
     split = split_validation(data, 0.2)
@@ -144,6 +143,7 @@ def test_bad_ratios_are_refused(trained):
         analyze(model, split.x, split.y, ratios=(0.5, 1.0), log=lambda *a: None)
 
 
+@pytest.mark.slow
 def test_cli_end_to_end(tmp_path):
     out = tmp_path / "sens"
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")

@@ -4,12 +4,14 @@ import pytest
 import kit  # noqa: F401
 from kit.search.sensitivity import analyze, is_one_shot, split_validation
 
+pytestmark = pytest.mark.slow  # trains a small CNN
+
 
 @pytest.fixture(scope="module")
 def result():
     import tf_keras as keras
 
-    from kit.pipeline.data import load_data
+    from kit.data import load_data
 
     data = load_data("digits").fit_to((8, 8, 1))
     split = split_validation(data, 0.2)

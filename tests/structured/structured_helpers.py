@@ -8,7 +8,7 @@ import kit  # noqa: F401  (environment before TensorFlow)
 
 def to_tflite(model, calib: np.ndarray | None = None) -> bytes:
     """Float TFLite, or full-int8 (int8 inputs/outputs, built-in int8 ops only) when `calib` is given."""
-    from kit.pipeline.convert import ArtifactSpec, convert
+    from kit.convert.converter import ArtifactSpec, convert
 
     return convert(model, ArtifactSpec("float32" if calib is None else "int8", io="int8"), calib)
 

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import shared_file
+from tests.support.shared import shared_file
 
 import kit  # noqa: F401
 from kit.techniques.structured import model_cost
@@ -29,6 +29,7 @@ def test_hand_computed_macs():
     assert model_cost(model).params == model.count_params()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("alpha,size,published_macs,published_params", [
     (1.0, 224, 569e6, 4.24e6), (0.5, 160, 77e6, 1.34e6), (0.25, 224, 41e6, 0.47e6)])
 def test_mobilenet_v1_matches_the_published_table(alpha, size, published_macs, published_params):
@@ -41,6 +42,7 @@ def test_mobilenet_v1_matches_the_published_table(alpha, size, published_macs, p
     assert abs(cost.params - published_params) / published_params < 0.02
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("path", ["models/mlperf-tiny/pretrainedResnet.h5", "models/mlperf-tiny/kws_ref_model"])
 def test_mlperf_tiny_params_and_table(path):
     import tf_keras as keras

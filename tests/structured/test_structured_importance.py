@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
+from tests.support.shared import shared_file
 
 import kit  # noqa: F401
 from kit.core.errors import DataError, KitError
@@ -124,6 +124,7 @@ def test_round_to_with_global_ranking_on_resnet8():
     assert sum(sizes.values()) < sum(g.before for g in result.report.groups if g.ranking != "fixed")
 
 
+@pytest.mark.slow
 def test_every_criterion_runs_on_dscnn():
     import tf_keras as keras
 

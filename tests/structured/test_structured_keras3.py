@@ -14,6 +14,8 @@ import kit  # noqa: F401
 from kit.core.errors import ModelError
 from kit.models.keras3 import is_keras3_file, load_keras3, load_keras3_weights
 
+pytestmark = pytest.mark.slow  # the Keras 3 models are built in a separate process that imports Keras 3
+
 # Runs in a separate process with real Keras 3 (`import keras`), which must not share a process with tf_keras models.
 _BUILD = textwrap.dedent('''
     import sys

@@ -3,11 +3,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import shared_file
-from structured_helpers import masked_original, run_litert, run_tflm, to_tflite
+from tests.support.shared import shared_file
+from .structured_helpers import masked_original, run_litert, run_tflm, to_tflite
 
 import kit  # noqa: F401
 from kit.techniques.structured import prune_channels
+
+pytestmark = pytest.mark.slow  # real MLPerf Tiny models: conversions and runtimes take seconds each
 
 MODELS = {"resnet8": "models/mlperf-tiny/pretrainedResnet.h5", "vww": "models/mlperf-tiny/vww_96.h5",
           "dscnn": "models/mlperf-tiny/kws_ref_model"}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import assert_recipe_error
-from structured_helpers import run_litert, run_tflm, to_tflite
+from tests.support.recipes import assert_recipe_error
+from .structured_helpers import run_litert, run_tflm, to_tflite
 
 import kit  # noqa: F401
 from kit.core.errors import KitError, ModelError
@@ -12,7 +12,7 @@ from kit.models import build
 from kit.recipe import load_recipe, parse_recipe
 from kit.techniques.structured.kernels import ring_shares, shrink_kernels
 from kit.techniques.structured.spatial import border_shares, crop_input
-from kit.techniques.structured.step import run_step
+from kit.steps.structured import surgery
 
 
 def _zero_rings(model, names, rings: int = 1):
@@ -32,6 +32,9 @@ def _images(n: int, size: int = 28, border: int = 0, seed: int = 0) -> np.ndarra
 
 
 def test_zero_rings_shrink_exactly_same_and_valid_padding():
+    import tf_keras as keras
+
+    keras.utils.set_random_seed(0)  # the same weights every run
     model = build("lenet5")  # conv1 "same", conv2 "valid"
     _zero_rings(model, ["conv1", "conv2"])
     small, changes = shrink_kernels(model, {"conv1": 3, "conv2": 3})
@@ -150,7 +153,7 @@ def test_recipe_step_converts_and_runs_on_litert_and_tflm():
     model = build("lenet5")
     recipe = load_recipe("lenet5-latency")
     x = _images(6, seed=3)
-    small, report = run_step(model, recipe.structured, x, np.arange(6) % 10, log=lambda *_: None)
+    small, report = surgery(model, recipe.structured, x, np.arange(6) % 10, log=lambda *_: None)
     assert small.input_shape == model.input_shape
     # conv1 24x24 x 3x3x1 x 3 + conv2 8x8 x 3x3x3 x 16 + fc1 256x60 + fc2 60x42 + logits 42x10
     assert report["macs"]["after"] == 24 * 24 * 9 * 3 + 8 * 8 * 27 * 16 + 256 * 60 + 60 * 42 + 42 * 10

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from targets.benchmark_model import parse_benchmark_output
 
 REF = "reference/benchmark_model/"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from adbd_emulator import AdbdEmulator, EmulatedPhone
-from conftest import shared_file
+from .adbd_emulator import AdbdEmulator, EmulatedPhone
+from tests.support.shared import shared_file
 from kit.core.errors import TargetError
 from targets.adb import ADBTarget
 from targets.base import RunSettings

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from kit.core.errors import ModelError
 from targets.edgetpu import SUPPORTED_OPS, check_edgetpu_requirements
 

@@ -6,7 +6,7 @@ import shutil
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from kit.core.errors import TargetError
 from targets.edgetpu import compile_for_edgetpu, parse_compiler_output, parse_operation_log
 

@@ -5,7 +5,7 @@ import ctypes.util
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from kit.core.errors import TargetError
 from targets.base import RunSettings
 from targets.registry import get_target

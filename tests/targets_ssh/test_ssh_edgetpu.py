@@ -8,9 +8,9 @@ import sys
 
 import pytest
 
-from conftest import shared_file
+from tests.support.shared import shared_file
 from kit.core.errors import TargetError
-from loopback_sshd import SSHD, LoopbackSSHD
+from tests.support.loopback_sshd import SSHD, LoopbackSSHD
 from targets.base import RunSettings
 from targets.registry import get_target
 

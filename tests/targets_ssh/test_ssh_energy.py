@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 from kit.core.errors import TargetError
-from loopback_sshd import SSHD, LoopbackSSHD
+from tests.support.loopback_sshd import SSHD, LoopbackSSHD
 from targets.base import RunSettings
 from targets.energy import (PowerSample, SerialPowerMeter, energy_per_inference, parse_meter_line, parse_pmic_adc,
                             pmic_power_w)
 from targets.profiles import DeviceProfile
 from targets.registry import get_target
-from tiny_model import write_tiny_model
+from .tiny_model import write_tiny_model
 
 # `vcgencmd pmic_read_adc` on a Raspberry Pi 5 (format: RAIL_A current(N)=…A / RAIL_V volt(N)=…V)
 PMIC_SAMPLE = """\

@@ -15,13 +15,13 @@ from pathlib import Path
 import pytest
 
 from kit.core.errors import TargetError
-from loopback_sshd import SSHD, LoopbackSSHD, cmdline, descendants
+from tests.support.loopback_sshd import SSHD, LoopbackSSHD, cmdline, descendants
 from targets.base import RunSettings
 from targets.local import LocalTarget
 from targets.profiles import load_profile
 from targets.registry import get_target
 from targets.uri import parse_target_uri
-from tiny_model import write_tiny_model
+from .tiny_model import write_tiny_model
 
 pytestmark = pytest.mark.skipif(not SSHD.exists(), reason="/usr/sbin/sshd is absent: apt-get install openssh-server")
 

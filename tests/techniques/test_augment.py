@@ -1,7 +1,7 @@
 """Shifted copies for the recovery fine-tune: real shifts of the right images, validation never copied."""
 import numpy as np
 import pytest
-from conftest import assert_recipe_error
+from tests.support.recipes import assert_recipe_error
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from kit.core.errors import DataError
@@ -42,6 +42,7 @@ def test_steps_per_epoch_counts_the_copies():
     assert steps_per_epoch(100, FinetuneStep(batch_size=10, validation_split=0.1)) == 9
 
 
+@pytest.mark.slow
 def test_fit_with_augmented_distillation_keeps_the_validation_tail_unseen():
     import tf_keras as keras
 

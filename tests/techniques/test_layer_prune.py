@@ -1,7 +1,7 @@
 """Layer pruning on the MLPerf Tiny ResNet-8 (residual blocks) and on a small DS-CNN (separable blocks)."""
 import numpy as np
 import pytest
-from conftest import shared_file
+from tests.support.shared import shared_file
 
 import kit  # noqa: F401
 from kit.core.errors import ModelError
@@ -46,9 +46,10 @@ def test_removing_any_block_keeps_shapes_and_weights(resnet8, images, index):
     assert out.shape == (len(images), 10) and np.all(np.isfinite(out))
 
 
+@pytest.mark.slow
 def test_prune_blocks_removes_the_cheapest_and_still_converts(resnet8, images):
-    from kit.pipeline import check as checks
-    from kit.pipeline.convert import ArtifactSpec, convert
+    from kit.convert import check as checks
+    from kit.convert.converter import ArtifactSpec, convert
 
     pruned, report = prune_blocks(resnet8, images, count=2)
     costs = [c["cost"] for c in report.candidates]
@@ -61,6 +62,7 @@ def test_prune_blocks_removes_the_cheapest_and_still_converts(resnet8, images):
     assert lit.loads and lit.max_abs_error < 1e-3
 
 
+@pytest.mark.slow
 def test_separable_blocks_of_a_ds_cnn():
     import tf_keras as keras
 
@@ -96,11 +98,12 @@ def test_a_plain_chain_has_no_block():
         prune_blocks(build("lenet5"), np.zeros((4, 28, 28, 1), np.float32))
 
 
+@pytest.mark.slow
 def test_recipe_layer_prune_on_a_small_resnet(tmp_path):
     """End to end on digits (8x8 images): the cheapest of two residual blocks goes, the rest ships."""
     import tf_keras as keras
 
-    from kit.pipeline.data import load_data
+    from kit.data import load_data
     from kit.models import train_baseline
     from kit.pipeline.compress import compress
     from kit.recipe import parse_recipe

@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit.pipeline import check as checks
-from kit.pipeline.convert import ArtifactSpec, convert
+from kit.convert import check as checks
+from kit.convert.converter import ArtifactSpec, convert
 from kit.core.errors import KitError, ModelError
 from kit.techniques.lowrank import factorize, merge_neurons, sparse_bytes
 
@@ -43,6 +43,7 @@ def test_factorisation_reproduces_a_rank_r_layer(low_rank_mlp):
     assert np.max(np.abs(fixed.predict(x, verbose=0) - ref)) < 1e-4 * max(1.0, np.abs(ref).max())
 
 
+@pytest.mark.slow
 def test_factorised_model_converts_and_runs_on_litert_and_tflm(low_rank_mlp):
     model, x = low_rank_mlp
     new, _ = factorize(model, rank=RANK)

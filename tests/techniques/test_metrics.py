@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401
-from kit.pipeline import metrics as M
+from kit.techniques import metrics as M
 from kit.core.errors import KitError
 
 

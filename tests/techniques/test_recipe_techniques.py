@@ -1,6 +1,6 @@
 """Recipe sections of the techniques: values parse, mistakes name the line, the key and what is allowed."""
 import pytest
-from conftest import assert_recipe_error
+from tests.support.recipes import assert_recipe_error
 
 from kit.recipe import parse_recipe
 

@@ -7,26 +7,16 @@ import pytest
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from kit.techniques import prune as pruning
-from kit.pipeline.data import load_data
 from kit.techniques.finetune import fit, steps_per_epoch
 from kit.techniques.masking import kernel_targets, prunable_kernels
 from kit.pipeline.compress import compress
 from kit.recipe import FinetuneStep, PruneStep, parse_recipe
+from tests.support.models import copy_model
 
 
 @pytest.fixture(scope="module")
-def digits():
-    return load_data("digits")
-
-
-@pytest.fixture(scope="module")
-def baseline(digits):
-    import tf_keras as keras
-
-    from kit.models import build, train_baseline
-
-    keras.utils.set_random_seed(0)  # the initial weights too: the same baseline whatever ran before
-    return train_baseline(build("lenet-300-100", input_shape=(64,)), digits, epochs=15)
+def baseline(digits_lenet):
+    return copy_model(digits_lenet)
 
 
 def _acc(model, data) -> float:

@@ -2,7 +2,7 @@
 
 Three granularities, each an exact rewrite when what it removes is zero:
 channels (`prune_channels`, here), kernel rings (`kernels.shrink_kernels`) and the input border
-(`spatial.crop_input`). The recipe's [structured] step runs all three (`step.run_step`).
+(`spatial.crop_input`). The recipe's [structured] step runs all three (`kit.steps.structured.surgery`).
 
     from kit.techniques.structured import prune_channels
     result = prune_channels(model, ratio=0.5, criterion="l1", round_to=8)

@@ -1,6 +1,6 @@
 """A real OpenSSH server on 127.0.0.1 with throwaway keys: the "board" is this machine.
 
-Used by the SSH tests and by benchmarks/bench_targets.py. Needs Debian's
+Used by the SSH and farm tests and by benchmarks/bench_targets.py and bench_farm.py. Needs Debian's
 `openssh-server` (/usr/sbin/sshd); nothing outside the temp dir is touched
 except /run/sshd, the privilege-separation directory sshd insists on when
 started as root.

@@ -10,40 +10,34 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from kit.core.native import capture_native_output, runtime_messages
+from kit.core.artifact import Format
 from kit.core.errors import KitError
-
-FORMATS = ("float32", "float16", "dynamic", "int8")
+from kit.core.native import capture_native_output, runtime_messages
+from kit.core.vocab import PRECISIONS
 
 
 @dataclass(frozen=True)
-class ArtifactSpec:
-    """What to build: the format, whether to use sparse encoding, and the I/O type of int8 models."""
+class ArtifactSpec(Format):
+    """What to build: a format (precision + encoding) and the I/O type of full-int8 models."""
 
-    fmt: str
-    sparse: bool = False
     io: str = "int8"
-
-    @property
-    def name(self) -> str:
-        return self.fmt + ("-sparse" if self.sparse else "")
 
 
 def convert(model, spec: ArtifactSpec, calibration: np.ndarray | None = None) -> bytes:
     import tensorflow as tf
 
-    if spec.fmt not in FORMATS:
-        raise KitError(f"unknown artifact format {spec.fmt!r}", f"use one of {', '.join(FORMATS)}")
+    if spec.precision not in PRECISIONS:
+        raise KitError(f"the converter makes {', '.join(PRECISIONS)} models, not {spec.name}")
     c = tf.lite.TFLiteConverter.from_keras_model(model)
     opts = []
-    if spec.fmt in ("float16", "dynamic", "int8"):
+    if spec.precision in ("float16", "dynamic", "int8"):
         opts.append(tf.lite.Optimize.DEFAULT)
     if spec.sparse:
         opts.append(tf.lite.Optimize.EXPERIMENTAL_SPARSITY)
     c.optimizations = opts
-    if spec.fmt == "float16":
+    if spec.precision == "float16":
         c.target_spec.supported_types = [tf.float16]
-    if spec.fmt == "int8":
+    if spec.precision == "int8":
         if calibration is None or len(calibration) == 0:
             raise KitError("full-int8 conversion needs a representative data set", "give data with x_calib or x_train")
         calib = calibration.astype(np.float32)

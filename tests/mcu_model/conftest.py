@@ -1,17 +1,12 @@
 """A small pruned + clustered model, really trained with TF-MOT on scikit-learn digits and converted to
 full int8, plus float, hybrid and sparse (DENSIFY) conversions of it for the bad-input tests.
 
-Test modules import the fixtures from here (`from mcu_fixtures import small_models`); the models are
-built once per test session (`functools.cache`), whichever module asks first.
+The models are built once per test session, whichever module asks first.
 """
 from __future__ import annotations
 
-import functools
-import os
 import shutil
 from dataclasses import dataclass
-
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 
 import numpy as np
 import pytest
@@ -30,11 +25,6 @@ class SmallModels:
 
 @pytest.fixture(scope="session")
 def small_models() -> SmallModels:
-    return _build_small_models()
-
-
-@functools.cache
-def _build_small_models() -> SmallModels:
     import kit  # noqa: F401  (environment before TensorFlow)
     import tensorflow as tf
     import tensorflow_model_optimization as tfmot

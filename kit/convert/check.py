@@ -7,31 +7,14 @@ model is recorded with its own error message, never as a success.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass
 
 import numpy as np
 
+from kit.core.artifact import RuntimeCheck
 from kit.core.native import capture_native_output, runtime_messages
+from kit.core.vocab import RUNTIMES
 
-RUNTIMES = ("litert", "litert-builtin", "tflm")
-
-
-@dataclass
-class RuntimeCheck:
-    runtime: str
-    loads: bool
-    error: str | None = None
-    samples: int = 0
-    top1: float | None = None
-    top5: float | None = None
-    agreement: float | None = None  # top-1 agreement with the reference (Keras) model
-    max_abs_error: float | None = None  # against the reference outputs
-    seconds: float | None = None
-    #: why the artifact must not be used on this runtime (set by the pipeline); None = runs correctly
-    problem: str | None = None
-
-    def to_dict(self) -> dict:
-        return asdict(self)
+__all__ = ["RUNTIMES", "RuntimeCheck", "check", "load_error", "predict", "score"]
 
 
 class _Runner:

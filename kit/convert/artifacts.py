@@ -1,62 +1,80 @@
 """Artifacts of one compression run: build each encoding, check it on every runtime, decide what ships."""
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from kit.convert import check as checks
+from kit.convert.converter import ArtifactSpec, convert
+from kit.core.artifact import (
+    ArtifactRecord,
+    Format,
+    RuntimeCheck,
+    correct_runtimes,
+    first_correct,
+    sha256_of,
+)
 from kit.core.tflite_file import read_tflite
-from kit.pipeline import check as checks
-from kit.pipeline.convert import ArtifactSpec, convert
-from kit.pipeline.data import Dataset
-from kit.recipe import Recipe
+from kit.core.vocab import MIN_AGREEMENT
+from kit.data import Dataset
+
+if TYPE_CHECKING:
+    from kit.recipe import Recipe
 
 
 @dataclass
-class Artifact:
-    name: str
-    fmt: str
-    sparse: bool
-    path: str | None
-    bytes: int
+class Artifact(ArtifactRecord):
+    """One built encoding of the compressed model: what it is, how each runtime ran it, whether it ships.
+
+    `path` is empty until `place` writes the file where its shipping decision puts it.
+    """
+
     gzip_bytes: int
-    sha256: str
     shipped: bool
     reason: str
-    checks: list[checks.RuntimeCheck] = field(default_factory=list)
+    checks: list[RuntimeCheck] = field(default_factory=list)
     tensors: list[dict] = field(default_factory=list)
     weight_bytes: int = 0
     graph_bytes: int = 0
     #: the flatbuffer itself, written to `path` once shipping is decided; not part of the manifest
     content: bytes = field(default=b"", repr=False, compare=False)
 
-    def check_on(self, runtime: str) -> checks.RuntimeCheck | None:
+    def check_on(self, runtime: str) -> RuntimeCheck | None:
         return next((c for c in self.checks if c.runtime == runtime), None)
+
+    @property
+    def runtimes(self) -> list[str]:
+        """The runtimes that run the artifact correctly, in order of preference."""
+        return correct_runtimes(self.checks)
 
     @property
     def accuracy(self) -> float | None:
         """Top-1 on the first runtime that runs the artifact correctly, in order of preference."""
-        for c in self.checks:
-            if c.loads and c.problem is None and c.top1 is not None:
-                return c.top1
-        return None
+        c = first_correct(self.checks)
+        return None if c is None else c.top1
+
+    def to_dict(self) -> dict[str, Any]:
+        """The manifest's entry: `fmt` (the precision) and `sparse` as earlier manifests spell them, and `format`."""
+        return {
+            "name": self.name, "fmt": self.format.precision, "sparse": self.format.sparse, "format": self.format.name,
+            "path": self.path, "bytes": self.bytes, "gzip_bytes": self.gzip_bytes, "sha256": self.sha256,
+            "shipped": self.shipped, "reason": self.reason, "checks": [c.to_dict() for c in self.checks],
+            "tensors": self.tensors, "weight_bytes": self.weight_bytes, "graph_bytes": self.graph_bytes,
+        }
 
 
-#: lowest top-1 agreement with the converted Keras model for an artifact to ship
-MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.97, "int8": 0.97}
-
-
-def _problem(c: checks.RuntimeCheck, fmt: str) -> str | None:
+def _problem(c: RuntimeCheck, precision: str) -> str | None:
     """Why an artifact must not ship on this runtime: it does not load, or computes something else."""
     if not c.loads:
         return f"does not load on {c.runtime}: {c.error}"
     if c.max_abs_error is not None and not np.isfinite(c.max_abs_error):
         return f"computes non-finite outputs on {c.runtime}"
-    if c.agreement is not None and c.agreement < MIN_AGREEMENT[fmt]:
+    if c.agreement is not None and c.agreement < MIN_AGREEMENT[precision]:
         return (f"computes wrong results on {c.runtime}: top-1 agreement with the Keras model "
-                f"{c.agreement:.2%} < {MIN_AGREEMENT[fmt]:.0%}")
+                f"{c.agreement:.2%} < {MIN_AGREEMENT[precision]:.0%}")
     return None
 
 
@@ -79,14 +97,14 @@ def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, 
     results = checks.check(data, x_eval, y_eval, reference.reshape(len(x_eval), -1))
     info = read_tflite(data)
     for c in results:
-        c.problem = _problem(c, spec.fmt)
+        c.problem = _problem(c, spec.precision)
     problems = [c.problem for c in results if c.runtime in targets and c.problem]
     shipped = not problems
     reason = "; ".join(problems)
     name = "baseline-float32" if baseline else spec.name
     a = Artifact(
-        name=name, fmt=spec.fmt, sparse=spec.sparse, path=None, bytes=len(data), gzip_bytes=info.gzip_bytes,
-        sha256=hashlib.sha256(data).hexdigest(), shipped=shipped, reason=reason or "runs correctly on " + ", ".join(targets),
+        path="", sha256=sha256_of(data), bytes=len(data), name=name, format=Format(spec.precision, spec.encoding),
+        gzip_bytes=info.gzip_bytes, shipped=shipped, reason=reason or "runs correctly on " + ", ".join(targets),
         checks=results, weight_bytes=info.weight_bytes, graph_bytes=info.graph_bytes,
         tensors=[{"name": t.name, "shape": t.shape, "dtype": t.dtype, "storage": t.storage, "bytes": t.buffer_bytes,
                   "index_bytes": t.sparse_index_bytes,
@@ -99,17 +117,18 @@ def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, 
     return a
 
 
-def artifacts_for(source, fmt: str, io: str, pruned: bool, recipe: Recipe, dataset: Dataset, x_eval, y_eval,
+def artifacts_for(source, precision: str, io: str, pruned: bool, recipe: Recipe, dataset: Dataset, x_eval, y_eval,
                    out: Path, model_name: str, log) -> list[Artifact]:
-    """Build dense and/or sparse encodings of one format and decide which ships."""
+    """Build dense and/or sparse encodings of one precision and decide which ships."""
     targets = tuple(recipe.convert.targets)
     mode = recipe.convert.sparse if pruned else "off"
     dense = sparse = None
     if mode in ("auto", "off"):
-        dense = build_artifact(source, ArtifactSpec(fmt, False, io), dataset, x_eval, y_eval, out, model_name, targets)
+        dense = build_artifact(source, ArtifactSpec(precision, "dense", io), dataset, x_eval, y_eval, out, model_name,
+                               targets)
     if mode in ("auto", "on"):
-        sparse = build_artifact(source, ArtifactSpec(fmt, True, io), dataset, x_eval, y_eval, out, model_name,
-                                 targets)
+        sparse = build_artifact(source, ArtifactSpec(precision, "sparse", io), dataset, x_eval, y_eval, out,
+                                model_name, targets)
     if mode == "auto" and sparse is not None and dense is not None:
         if sparse.shipped and sparse.bytes < dense.bytes:
             dense.shipped, dense.reason = False, f"sparse encoding is smaller ({sparse.bytes:,} < {dense.bytes:,} bytes)"

@@ -1,0 +1,1 @@
+"""Keras model -> TFLite flatbuffer, checked on every runtime it may ship for."""

@@ -1,0 +1,47 @@
+"""[convert]: every model the run made, as .tflite in each encoding, checked on every runtime; what ships
+must run correctly on the runtimes listed in `targets` (kit.convert.artifacts)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from kit.core.vocab import RUNTIMES
+from kit.steps.base import StepContext, StepSpec, key
+
+
+def _targets(v, t: dict, path: tuple, name: str, default: Any) -> list[str]:
+    targets = v.string_list(t, path, name, default)
+    for r in targets:
+        if r not in RUNTIMES:
+            v.fail((*path, name), f"{r!r} is not a runtime", f"use any of {', '.join(RUNTIMES)}")
+    if not targets:
+        v.fail((*path, name), "is empty: an artifact must load on at least one runtime")
+    return targets
+
+
+@dataclass
+class ConvertStep:
+    sparse: str = key("auto", "sparse encoding of pruned models: where smaller and correct | always | never",
+                      choices=("auto", "on", "off"))
+    targets: list[str] = key(doc="runtimes an artifact must load on to ship", read=_targets,
+                             shape=f"list of {' | '.join(RUNTIMES)}", factory=lambda: ["litert"])
+
+
+@dataclass
+class ConvertResult:
+    artifacts: list  # kit.convert.artifacts.Artifact, shipped or not
+
+
+def run(ctx: StepContext) -> ConvertResult:
+    from kit.convert.artifacts import artifacts_for
+    from kit.steps.quantize import Source
+
+    pruned = ctx.recipe.prune is not None
+    for s in ctx.sources or [Source(ctx.model, "float32")]:
+        ctx.artifacts += artifacts_for(s.model, s.fmt, s.io, pruned, ctx.recipe, ctx.dataset, ctx.x_eval, ctx.y_eval,
+                                       ctx.out, ctx.model_name, ctx.log)
+    return ConvertResult(list(ctx.artifacts))
+
+
+STEP = StepSpec("convert", ConvertStep, run, stage="artifacts", in_unpruned=True, required=True,
+                timing="convert_check")
