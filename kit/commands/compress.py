@@ -77,4 +77,8 @@ def _plain(args: argparse.Namespace) -> int:
     print()
     print(format_table(COMPARISON_HEADERS, comparison_rows(result)))
     print(f"\nwrote {result.out_dir}/ (manifest.json, report.md) in {result.seconds['total']:.0f} s")
-    return 0 if result.shipped else 1
+    if not result.shipped:
+        convert = result.steps.get("convert")
+        print(f"\nnothing shipped: {convert.advice if convert is not None and convert.advice else 'see report.md'}")
+        return 1
+    return 0

@@ -66,6 +66,48 @@ class Artifact(ArtifactRecord):
         }
 
 
+@dataclass
+class AccuracyGate:
+    """Nothing ships that lost more than `max_drop` points of top-1 against the original model.
+
+    The artifact's accuracy on each target runtime is compared with the original model's float32 conversion on
+    the same runtime and the same test split (`baseline`), or with the original Keras model where that does not
+    run; agreement with the compressed Keras model alone cannot catch a model that collapsed while it was
+    compressed.
+    """
+
+    baseline: Artifact | None
+    original_keras: float | None
+    max_drop: float  # points
+
+    def reference(self, runtime: str) -> tuple[float | None, str]:
+        c = self.baseline.check_on(runtime) if self.baseline is not None else None
+        if c is not None and c.correct and c.top1 is not None:
+            return c.top1, f"the original model on {runtime}"
+        return self.original_keras, "the original Keras model"
+
+    def problem(self, a: Artifact, targets: tuple[str, ...]) -> str | None:
+        for c in a.checks:
+            if c.runtime not in targets or not c.correct or c.top1 is None:
+                continue
+            ref, what = self.reference(c.runtime)
+            if ref is not None and 100 * (ref - c.top1) > self.max_drop + 1e-9:
+                return (f"loses {100 * (ref - c.top1):.2f} points of top-1 on {c.runtime} against {what} "
+                        f"({c.top1:.2%} vs {ref:.2%}; the budget is {self.max_drop:g} points)")
+        return None
+
+    def advice(self, recipe: Recipe, artifacts: list[Artifact]) -> str:
+        lost = [a for a in artifacts if a.reason.startswith("loses")]
+        if not lost:
+            return "no artifact runs correctly on the target runtimes; see each one's reason"
+        hints = ["prune less (lower final_sparsity, or skip the most sensitive layers: `kit sensitivity`)",
+                 "recover longer or gentler ([finetune] epochs, a lower learning_rate, [finetune.distill])",
+                 "let `kit compress --budget accuracy-drop=P` choose per-layer sparsity",
+                 f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g} points)"]
+        return (f"{len(lost)} artifact(s) lost more top-1 than the budget against the original model; try: "
+                + "; ".join(hints))
+
+
 def _problem(c: RuntimeCheck, precision: str) -> str | None:
     """Why an artifact must not ship on this runtime: it does not load, or computes something else."""
     if not c.loads:
@@ -91,7 +133,7 @@ def _pct(x: float | None) -> str:
 
 
 def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, out: Path, model_name: str,
-                    targets: tuple[str, ...], baseline: bool = False) -> Artifact:
+                   targets: tuple[str, ...], baseline: bool = False, gate: AccuracyGate | None = None) -> Artifact:
     data = convert(model, spec, dataset.x_calib)
     reference = model.predict(x_eval, batch_size=512, verbose=0)
     results = checks.check(data, x_eval, y_eval, reference.reshape(len(x_eval), -1))
@@ -112,23 +154,26 @@ def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, 
                  for t in info.tensors if t.constant],
         content=data,
     )
+    lost = gate.problem(a, targets) if gate is not None and shipped else None
+    if lost:
+        a.shipped, a.reason = False, lost
     if baseline:
         place(a, out)
     return a
 
 
 def artifacts_for(source, precision: str, io: str, pruned: bool, recipe: Recipe, dataset: Dataset, x_eval, y_eval,
-                   out: Path, model_name: str, log) -> list[Artifact]:
+                  out: Path, model_name: str, log, gate: AccuracyGate | None = None) -> list[Artifact]:
     """Build dense and/or sparse encodings of one precision and decide which ships."""
     targets = tuple(recipe.convert.targets)
     mode = recipe.convert.sparse if pruned else "off"
     dense = sparse = None
     if mode in ("auto", "off"):
         dense = build_artifact(source, ArtifactSpec(precision, "dense", io), dataset, x_eval, y_eval, out, model_name,
-                               targets)
+                               targets, gate=gate)
     if mode in ("auto", "on"):
         sparse = build_artifact(source, ArtifactSpec(precision, "sparse", io), dataset, x_eval, y_eval, out,
-                                model_name, targets)
+                                model_name, targets, gate=gate)
     if mode == "auto" and sparse is not None and dense is not None:
         if sparse.shipped and sparse.bytes < dense.bytes:
             dense.shipped, dense.reason = False, f"sparse encoding is smaller ({sparse.bytes:,} < {dense.bytes:,} bytes)"

@@ -199,7 +199,7 @@ class BudgetResult:
             "target": self.target,
             "validation": self.validation,
             "algorithm": "Lagrangian greedy over per-layer sensitivity (KL cost per unit saved), verified bisection "
-                         "along the allocation path with fine-tuning; see kit/budget.py",
+                         "along the allocation path with fine-tuning; see kit/search/budget.py",
             "within_budget": self.within_budget,
             "chosen": {n: {"sparsity": s, "weights": self.layer_params.get(n)} for n, s in self.chosen.items()},
             "baseline": {"bytes": self.baseline_bytes, "val_accuracy": self.baseline_val,
@@ -229,11 +229,11 @@ def search(model: Any, recipe: Recipe | str, data: Dataset | str, out: str | Pat
     budget = budget if isinstance(budget, Budget) else parse_budget(budget)
     if objective not in OBJECTIVES:
         raise KitError(f"unknown objective {objective!r}", f"use one of {', '.join(OBJECTIVES)}")
-    recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    recipe = copy.deepcopy(recipe) if isinstance(recipe, Recipe) else load_recipe(recipe)
     _check_recipe(recipe)
+    recipe.convert.max_accuracy_drop = budget.accuracy_drop  # every run's gate against the original is the budget
     notes: list[str] = []
     if recipe.finetune is None or recipe.finetune.distill is None:
-        recipe = copy.deepcopy(recipe)
         recipe.finetune = recipe.finetune or FinetuneStep()
         recipe.finetune.distill = Distill()
         notes.append("the recipe fine-tunes without distillation; the search adds it (teacher: the original model, "

@@ -1,5 +1,6 @@
 """[convert]: every model the run made, as .tflite in each encoding, checked on every runtime; what ships
-must run correctly on the runtimes listed in `targets` (kit.convert.artifacts)."""
+must run correctly on the runtimes listed in `targets` and lose at most `max_accuracy_drop` points of top-1 against
+the original model there (kit.convert.artifacts)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,22 +26,31 @@ class ConvertStep:
                       choices=("auto", "on", "off"))
     targets: list[str] = key(doc="runtimes an artifact must load on to ship", read=_targets,
                              shape=f"list of {' | '.join(RUNTIMES)}", factory=lambda: ["litert"])
+    max_accuracy_drop: float = key(1.0, "points of top-1 an artifact may lose against the original model on the "
+                                        "same runtime and test split; more never ships", type=float,
+                                   check=lambda x: 0 <= x <= 100, allowed="0 to 100 (points)")
 
 
 @dataclass
 class ConvertResult:
     artifacts: list  # kit.convert.artifacts.Artifact, shipped or not
+    advice: str | None = None  # what to try when nothing ships
 
 
 def run(ctx: StepContext) -> ConvertResult:
-    from kit.convert.artifacts import artifacts_for
+    from kit.convert.artifacts import AccuracyGate, artifacts_for
     from kit.steps.quantize import Source
 
     pruned = ctx.recipe.prune is not None
+    gate = AccuracyGate(ctx.baseline, ctx.keras_accuracy["original"], ctx.recipe.convert.max_accuracy_drop)
     for s in ctx.sources or [Source(ctx.model, "float32")]:
         ctx.artifacts += artifacts_for(s.model, s.fmt, s.io, pruned, ctx.recipe, ctx.dataset, ctx.x_eval, ctx.y_eval,
-                                       ctx.out, ctx.model_name, ctx.log)
-    return ConvertResult(list(ctx.artifacts))
+                                       ctx.out, ctx.model_name, ctx.log, gate=gate)
+    advice = None
+    if ctx.artifacts and not any(a.shipped for a in ctx.artifacts):
+        advice = gate.advice(ctx.recipe, ctx.artifacts)
+        ctx.log(f"nothing ships: {advice}")
+    return ConvertResult(list(ctx.artifacts), advice)
 
 
 STEP = StepSpec("convert", ConvertStep, run, stage="artifacts", in_unpruned=True, required=True,

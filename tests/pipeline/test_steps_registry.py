@@ -96,6 +96,7 @@ qat_learning_rate = 0.001
 [convert]
 sparse = "on"
 targets = ["litert-builtin", "tflm"]
+max_accuracy_drop = 2.5
 [metrics]
 noise_sigmas = [0.05]
 shifts = [1, 2]
