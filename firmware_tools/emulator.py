@@ -11,9 +11,12 @@ the host CPU, not of a microcontroller — unless `modelled_latency_us` is given
 in which case a virtual clock advances by that many microseconds per inference
 (e.g. from a cycle model of a named MCU) and the board says so in `m-profile`.
 The board always names itself `prunekit-emulator` in `m-name-dut-[…]`.
-Models are checked with `read_tflite` and then run in this process: as on a real
-board, a model that crashes the TFLM runtime takes the board down, and the host
-sees its port vanish (`kit emulate` runs the board in a process of its own).
+Models are checked with `read_tflite` and then run in this process. With
+`probe_in_child=True` (what `kit emulate` uses) every model, flashed or loaded
+over the line, is first instantiated and invoked once in a child process with a
+time limit, so a model that crashes or hangs TFLM is refused with the signal
+named instead of taking the board down; without it, as on a real board, such a
+model takes the board down and the host sees its port vanish.
 
 With `extensions=False` it answers the kit's extra commands (model load, arena,
 input-format) with `e-[Unknown command: …]`, like a board running the MLPerf
@@ -39,6 +42,7 @@ import numpy as np
 
 from firmware_tools.protocol import EMULATOR_VENDOR, model_id
 from kit.core.errors import KitError, ModelError
+from kit.core.isolate import DEFAULT_TIMEOUT_S, run_isolated
 from kit.core.tflite_file import read_tflite
 
 FIRMWARE = "prunekit TFLM emulator 1"
@@ -154,13 +158,26 @@ def _recorded_arena_bytes(interpreter) -> int | None:
     return int(m.group(1)) if m else None
 
 
+def _probe(data: bytes, name: str, arena_bytes: int, flash_bytes: int) -> int | None:
+    """In a child: instantiate and invoke the model once as the board would; the arena it used."""
+    return _Model(data, name, arena_bytes, flash_bytes).arena_used
+
+
+def probe_in_child(data: bytes, name: str, arena_bytes: int, flash_bytes: int,
+                   timeout_s: float = DEFAULT_TIMEOUT_S) -> int | None:
+    """Instantiate the model in a child process first: ModelError (naming the signal) if it crashes or hangs TFLM."""
+    return run_isolated(_probe, (data, name, arena_bytes, flash_bytes), runtime="tflm", file=name,
+                        action="loading", timeout_s=timeout_s)
+
+
 class EmulatedBoard:
     """A board running `model` in TFLite Micro; serve it on a pseudo-terminal or a TCP port."""
 
     def __init__(self, model: str | Path | bytes, *, name: str | None = None,
                  arena_bytes: int = DEFAULT_ARENA_BYTES, flash_bytes: int = DEFAULT_FLASH_BYTES,
                  input_capacity: int = DEFAULT_INPUT_CAPACITY, modelled_latency_us: float | None = None,
-                 extensions: bool = True):
+                 extensions: bool = True, probe_in_child: bool = False):
+        self._file_name = None
         if isinstance(model, bytes):
             data, name = model, name or "model"
         else:
@@ -168,10 +185,13 @@ class EmulatedBoard:
             if not path.is_file():
                 raise ModelError(f"model file {path} does not exist")
             data, name = path.read_bytes(), name or path.stem
+            self._file_name = path.name
         if modelled_latency_us is not None and modelled_latency_us <= 0:
             raise KitError("the modelled latency must be > 0 µs")
         self.arena_bytes, self.flash_bytes, self.input_capacity = arena_bytes, flash_bytes, input_capacity
         self.extensions = extensions
+        self.probe_in_child = probe_in_child
+        self._probed: set[bytes] = set()
         self._flash = (data, name)
         self._clock = _Clock(modelled_latency_us)
         self._faults: list[Fault] = []
@@ -186,6 +206,11 @@ class EmulatedBoard:
     # -- state ---------------------------------------------------------------------------------
 
     def _instantiate(self, data: bytes, name: str) -> _Model:
+        if self.probe_in_child and data not in self._probed:
+            read_tflite(data)  # a clear reader error first, without a child
+            shown = (self._file_name or name) if (data, name) == self._flash else name
+            probe_in_child(data, shown, self.arena_bytes, self.flash_bytes)
+            self._probed.add(data)  # a reset re-flashes it without a new probe
         return _Model(data, name, self.arena_bytes, self.flash_bytes)
 
     def _reboot_state(self) -> None:

@@ -9,7 +9,6 @@ the TFLM runtime on the host and the estimates are labelled as such.
 """
 from __future__ import annotations
 
-import json
 import re
 import shutil
 from dataclasses import dataclass
@@ -25,6 +24,8 @@ from firmware_tools.estimate import Estimate, estimate
 from firmware_tools.op_resolver import render_resolver, resolver_methods
 from firmware_tools.tflm import run_model, search_arena
 from kit.core.errors import KitError, ModelError
+from kit.core.jsonio import dumps
+from kit.core.paths import check_output_dir
 from kit.core.tflite_file import TFLiteInfo, read_tflite
 
 TEMPLATES = Path(__file__).parent / "templates"
@@ -36,6 +37,7 @@ FIRMWARE = "prunekit TFLM firmware 1"
 #: command buffer of the protocol parser; `db` chunks of 32 bytes need 69
 COMMAND_BYTES = 256
 _VERIFY_SAMPLES = 8
+MIN_BAUD, MAX_BAUD = 300, 16_000_000  # what UARTs of the supported boards can be set to
 _PROTOCOL_FILES = ("th_protocol.h", "th_protocol.c")
 
 
@@ -58,6 +60,8 @@ def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "
     """Write the firmware project for `model_path` into `out_dir`; `methods=()` skips compression."""
     if board not in BOARDS:
         raise KitError(f"unknown board {board!r}", f"use one of {', '.join(BOARDS)}")
+    if not isinstance(baud, int) or isinstance(baud, bool) or not MIN_BAUD <= baud <= MAX_BAUD:
+        raise KitError(f"--baud {baud} is not a serial speed", f"give a rate from {MIN_BAUD} to {MAX_BAUD:,}, e.g. 115200")
     path = Path(model_path)
     data = path.read_bytes() if path.is_file() else None
     if data is None:
@@ -104,14 +108,13 @@ def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "
         else:
             missing.append(name)
     project = FirmwareProject(out, board, len(data), compression, memory, arena_size, ops, est, written, missing)
-    (out / MANIFEST).write_text(json.dumps(_manifest(project, path), indent=2))
+    (out / MANIFEST).write_text(dumps(_manifest(project, path)))
     return project
 
 
 def _prepare_dir(out: Path) -> Path:
     """Create `out`, or reuse it if empty or a previous `kit firmware` project; never clobber other files."""
-    if out.exists() and not out.is_dir():
-        raise KitError(f"{out} exists and is not a directory", "choose another output directory with -o")
+    check_output_dir(out, MANIFEST, force=True, what="firmware folder")  # a file, or not writable
     if out.is_dir() and any(out.iterdir()) and not (out / MANIFEST).is_file():
         raise KitError(f"{out} is not empty and is not a `kit firmware` project",
                        "choose a new or empty output directory with -o")

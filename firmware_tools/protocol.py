@@ -155,7 +155,7 @@ def parse_profile(lines: list[str]) -> BoardProfile:
 
 
 def parse_lap(line: str) -> int | None:
-    m = re.match(r"m-lap-us-(\d+)$", line)
+    m = re.match(r"m-lap-us-(\d{1,20})$", line)  # bounded: int() refuses 4,300+ digits
     return int(m.group(1)) if m else None
 
 
@@ -177,7 +177,7 @@ def parse_arena(lines: list[str]) -> tuple[int, int | None] | None:
     """(bytes used, arena size or None) from the `arena` extension; None when absent."""
     used = size = None
     for line in lines:
-        m = re.match(r"m-arena-(used|size)-(\d+)$", line)
+        m = re.match(r"m-arena-(used|size)-(\d{1,20})$", line)
         if m and m.group(1) == "used":
             used = int(m.group(2))
         elif m:
@@ -186,11 +186,26 @@ def parse_arena(lines: list[str]) -> tuple[int, int | None] | None:
 
 
 def parse_input_format(lines: list[str]) -> dict[str, str] | None:
-    """`m-input-format-[dtype=int8,shape=1x49x10x1,bytes=490]` -> {"dtype": "int8", ...}."""
+    """`m-input-format-[dtype=int8,shape=1x49x10x1,bytes=490]` -> {"dtype": "int8", ...}; None when absent.
+
+    A line whose items are not KEY=VALUE, whose `bytes` is not a byte count or whose `shape` is not
+    DIMxDIM… (`+` between inputs) is a ProtocolError quoting it.
+    """
     body = _bracketed(lines, "m-input-format-")
     if body is None:
         return None
-    return dict(item.split("=", 1) for item in body.split(",") if "=" in item)
+    line = f"m-input-format-[{body}]"
+    fields: dict[str, str] = {}
+    for item in body.split(","):
+        key, eq, value = item.partition("=")
+        if not eq or not key.strip():
+            raise ProtocolError(f"malformed input-format line {line!r}: {item!r} is not KEY=VALUE")
+        fields[key.strip()] = value.strip()
+    if "bytes" in fields and not re.fullmatch(r"\d{1,12}", fields["bytes"]):
+        raise ProtocolError(f"malformed input-format line {line!r}: bytes={fields['bytes']!r} is not a byte count")
+    if "shape" in fields and not re.fullmatch(r"\d{1,9}(x\d{1,9})*(\+\d{1,9}(x\d{1,9})*)*", fields["shape"]):
+        raise ProtocolError(f"malformed input-format line {line!r}: shape={fields['shape']!r} is not DIMxDIM…")
+    return fields
 
 
 def lap_elapsed_us(start: int, end: int) -> int:
@@ -238,8 +253,8 @@ def parse_infer(lines: list[str], iterations: int | None = None, warmup: int | N
     steps = [ln for ln in lines if ln.startswith(tuple(order))]
     if len(steps) != len(order) or any(not s.startswith(p) for s, p in zip(steps, order)):
         raise fail("expected " + ", ".join(p.rstrip("-") for p in order))
-    w = re.fullmatch(r"m-warmup-start-(\d+)", steps[0])
-    n = re.fullmatch(r"m-infer-start-(\d+)", steps[2])
+    w = re.fullmatch(r"m-warmup-start-(\d{1,20})", steps[0])
+    n = re.fullmatch(r"m-infer-start-(\d{1,20})", steps[2])
     laps = parse_lap(steps[3]), parse_lap(steps[4])
     if not w or not n or None in laps:
         raise fail("malformed warmup/infer/lap line")

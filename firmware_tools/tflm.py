@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from kit.core.errors import ModelError
+from kit.core.isolate import signal_name
 
 #: TFLM aligns arena buffers to 16 bytes, so arena sizes are searched in 16-byte steps
 ARENA_STEP = 16
@@ -93,7 +94,7 @@ def _call(task: str, model: bytes, params: dict, arrays: dict[str, np.ndarray], 
                              "the model may be too large for a microcontroller") from None
         result_path = d / "result.json"
         if proc.returncode != 0 or not result_path.is_file():
-            how = f"signal {-proc.returncode}" if proc.returncode < 0 else f"exit code {proc.returncode}"
+            how = signal_name(-proc.returncode) if proc.returncode < 0 else f"exit code {proc.returncode}"
             tail = " | ".join((proc.stderr or proc.stdout).strip().splitlines()[-4:])
             reason = f"{how}{': ' + tail if tail else ''}"
             if crash_ok:

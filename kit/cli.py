@@ -24,6 +24,7 @@ COMMANDS = {
     "results": "results",
     "report": "report",
     "export": "export",
+    "board": "board",
 }
 
 

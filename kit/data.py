@@ -132,6 +132,9 @@ def _npz(path: Path, seed: int) -> Dataset:
     if missing:
         raise DataError(f"{path} lacks array(s) {', '.join(missing)}",
                         f"an .npz data set holds {', '.join(_NPZ_KEYS)} and optionally x_calib")
+    for key in (*_NPZ_KEYS, "x_calib"):
+        if key in arrays:
+            _check_array(arrays[key], path, key)
     x_train, y_train, x_test, y_test = (arrays[k] for k in _NPZ_KEYS)
     for x, y, split in ((x_train, y_train, "train"), (x_test, y_test, "test")):
         if len(x) != len(y):
@@ -149,13 +152,56 @@ def _npz(path: Path, seed: int) -> Dataset:
                    f"{path.name}: {len(x_train)} train / {len(x_test)} test")
 
 
+def _check_array(a: np.ndarray, path: Path, key: str) -> None:
+    """Numbers, at least one dimension, and (for features) all finite: a NaN input gives a meaningless score."""
+    if a.ndim == 0:
+        raise DataError(f"{path}: {key} is a single value, not an array of samples")
+    if a.dtype.kind not in "biuf":
+        kind = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers"}.get(
+            a.dtype.kind, f"{a.dtype} values")
+        hint = ("labels are class indices 0..N-1 or one-hot; map class names to indices first"
+                if key.startswith("y") else "features are integer or floating-point numbers")
+        raise DataError(f"{path}: {key} holds {kind}", hint)
+    if key.startswith("x") and a.dtype.kind == "f":
+        bad = ~np.isfinite(a)
+        if bad.any():
+            first = np.unravel_index(int(np.argmax(bad)), a.shape)
+            raise DataError(f"{path}: {key} holds {int(bad.sum()):,} NaN or infinite value(s), first at sample "
+                            f"{first[0]}", "drop or repair those samples; scores on them would mean nothing")
+
+
 def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
     if y.ndim == 2 and y.shape[1] > 1:  # one-hot
         return y.argmax(axis=1).astype(np.int64)
+    if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
+        raise DataError(f"{path}: {key} has shape {y.shape}", "labels are a vector of class indices or one-hot rows")
     y = y.reshape(-1)
     if not np.issubdtype(y.dtype, np.integer):
+        if not np.all(np.isfinite(y)):
+            raise DataError(f"{path}: {key} holds NaN or infinite labels", "labels are class indices 0..N-1 or one-hot")
         if not np.all(np.equal(np.mod(y, 1), 0)):
             raise DataError(f"{path}: {key} holds non-integer labels", "labels are class indices 0..N-1 or one-hot")
+        if y.max() >= 2**31:
+            raise DataError(f"{path}: {key} holds a label of {y.max():.0f}", "labels are class indices 0..N-1")
     if y.min() < 0:
-        raise DataError(f"{path}: {key} holds negative labels")
+        raise DataError(f"{path}: {key} holds negative labels", "labels are class indices 0..N-1 or one-hot")
     return y.astype(np.int64)
+
+
+def check_samples(samples: int | None, option: str = "--samples") -> None:
+    """A sample count the user chose must be positive: `x[:-5]` would silently drop the last five instead."""
+    if samples is not None and samples < 1:
+        raise DataError(f"{option} must be at least 1, got {samples}", f"leave {option} out to use every test sample")
+
+
+def check_labels_fit(y: np.ndarray, outputs: int | None, model: str = "the model") -> None:
+    """Labels must index the model's outputs; otherwise top-1 would compare against classes it cannot predict."""
+    if outputs is None or len(y) == 0:
+        return
+    top = int(np.max(y))
+    if outputs < 2:
+        raise DataError(f"{model} has {outputs} output, so top-1 of a classifier means nothing",
+                        "evaluate a classifier with one output per class")
+    if top >= outputs:
+        raise DataError(f"the data has labels up to {top}, but {model} has {outputs} outputs",
+                        "use data whose labels are 0..outputs-1, or the model trained on these classes")

@@ -31,7 +31,6 @@ from kit.steps.metrics import MetricsStep
 from kit.steps.prune import (
     GATES,
     GRANULARITIES,
-    IMPORTANCE,
     MASK_GRANULARITIES,
     PRUNE_METHODS,
     SCOPES,
@@ -103,7 +102,14 @@ def load_recipe(name_or_path: str | Path) -> Recipe:
                               f"built-in recipes: {', '.join(builtin_recipes())}; or give a .toml path")
     if not path.is_file():
         raise RecipeError(f"recipe file {path} does not exist")
-    return parse_recipe(path.read_text(), str(path))
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise RecipeError(f"recipe file {path} is not UTF-8 text ({e.reason} at byte {e.start})",
+                          "a recipe is a TOML file; save it as UTF-8") from None
+    except OSError as e:
+        raise RecipeError(f"cannot read recipe file {path}: {e.strerror}") from None
+    return parse_recipe(text, str(path))
 
 
 def parse_recipe(text: str, where: str = "recipe") -> Recipe:
@@ -117,7 +123,7 @@ def parse_recipe(text: str, where: str = "recipe") -> Recipe:
     r = Recipe(source=text)
     r.name = v.get(top, (), "name", str, Path(where).stem)
     r.description = v.get(top, (), "description", str, "")
-    r.seed = v.get(top, (), "seed", int, 0, check=lambda x: x >= 0, allowed=">= 0")
+    r.seed = v.get(top, (), "seed", int, 0, check=lambda x: 0 <= x < 2**32, allowed="0 to 2**32 - 1")
     for spec in registry.STEPS:
         if spec.name in top:
             r.steps[spec.name] = spec.parse(v, top[spec.name])
@@ -136,7 +142,7 @@ def write_recipe(recipe: Recipe) -> str:
     return tomli_w.dumps(doc)
 
 
-__all__ = ["GATES", "GRANULARITIES", "IMPORTANCE", "MASK_GRANULARITIES", "PRUNE_METHODS", "QUANT_MODES",
+__all__ = ["GATES", "GRANULARITIES", "MASK_GRANULARITIES", "PRUNE_METHODS", "QUANT_MODES",
            "RECIPE_DIR", "REGULARIZERS", "RUNTIMES", "SCOPES", "THRESHOLD_KINDS", "Augment", "ClusterStep",
            "ConvertStep", "Distill", "FinetuneStep", "LayerOverride", "LayerPruneStep", "LowRankStep",
            "MetricsStep", "PruneStep", "QuantizeStep", "Recipe", "RegularizeStep", "StructuredStep",

@@ -6,8 +6,11 @@ or `kit emulate --tcp`), `loop://` (pyserial's loopback). Works with boards
 flashed with the MLPerf Tiny reference firmware and with the kit's own firmware
 (`kit firmware`), which adds the model-load, arena and input-format commands.
 
-Every read has a deadline; lost lines are recovered by re-sending idempotent
-commands after resynchronising; garbage bytes are skipped; a board that reboots
+Every read has a deadline; a line is at most `MAX_LINE_BYTES` long and must
+end within the time that many bytes take at the baud rate (plus a line timeout) (a board streaming bytes without a
+line break is a protocol error within seconds, not a silent wait); lost lines are
+recovered by re-sending idempotent commands after resynchronising; garbage bytes
+are skipped; a board that reboots
 mid-run or a port that disappears ends the run with a `TargetError`. A number is
 only reported when the board's whole answer arrived in order.
 
@@ -38,6 +41,8 @@ from targets.profiles import DeviceProfile
 from targets.uri import TargetURI
 
 T = TypeVar("T")
+#: longest answer line accepted; a results line of 1,000 classes needs about 10 KiB
+MAX_LINE_BYTES = 64 * 1024
 #: what a vanished port raises: OSError (and pyserial's SerialException), or termios.error from tcdrain
 _PORT_ERRORS: tuple[type[BaseException], ...] = (OSError,)
 try:
@@ -60,17 +65,24 @@ class _NoAnswer(ProtocolError):
     """No complete answer before the deadline."""
 
 
+class Babbling(ProtocolError):
+    """Bytes keep coming without a line break: the board is not speaking the protocol (not retried)."""
+
+
 class _Link:
     """A line-oriented conversation with a board over an open pyserial port."""
 
-    def __init__(self, port: Any, where: str, line_timeout: float, retries: int):
-        self.port, self.where = port, where
+    def __init__(self, port: Any, where: str, line_timeout: float, retries: int, baud: int = 115200):
+        self.port, self.where, self.baud = port, where, baud
         self.line_timeout, self.retries = line_timeout, retries
         self.transcript: list[str] = []
         #: the last answer's lines and the host time (time.monotonic) at which each arrived
         self.last_lines: list[str] = []
         self.arrivals: list[float] = []
+        #: commands the board answered in full, for error messages ("it had answered name, profile")
+        self.answered: list[str] = []
         self._buf = bytearray()
+        self._line_started: float | None = None  # when the first byte of the unfinished line arrived
 
     # -- bytes and lines -------------------------------------------------------------------------
 
@@ -87,26 +99,65 @@ class _Link:
         data = protocol.encode(command)
         self._io(lambda: (self.port.write(data), self.port.flush()))
 
+    @property
+    def line_time_limit(self) -> float:
+        """Seconds a line may take from its first byte to its line break: the time MAX_LINE_BYTES take at
+        the baud rate (10 bits a byte), plus one line timeout."""
+        return MAX_LINE_BYTES * 10 / self.baud + self.line_timeout
+
     def read_line(self, deadline: float) -> str | None:
-        """The next protocol line (noise skipped), or None at the deadline, even if noise keeps coming."""
+        """The next protocol line (noise skipped), or None at the deadline, even if noise keeps coming.
+
+        Raises `Babbling` when a line grows past MAX_LINE_BYTES or stays unfinished for `line_time_limit`.
+        """
         while True:
-            nl = self._buf.find(b"\n")
+            nl = self._buf.find(b"\n", 0, MAX_LINE_BYTES + 1)
             if nl >= 0:
                 raw = self._buf[:nl + 1].decode("ascii", "replace")
                 del self._buf[:nl + 1]
+                self._line_started = time.monotonic() if self._buf else None
                 line = protocol.clean_line(raw)
                 if line is not None:
                     return line
                 if raw.strip():
-                    self.transcript.append(f"? {raw.strip()!r}")
-            elif time.monotonic() < deadline:
-                self._buf += self._io(lambda: self.port.read(max(1, self.port.in_waiting)))
+                    self.transcript.append(f"? {raw.strip()[:200]!r}")
+                continue
+            self._check_unfinished()
+            if time.monotonic() < deadline:
+                chunk = self._io(lambda: self.port.read(max(1, min(self.port.in_waiting, MAX_LINE_BYTES))))
+                if chunk and not self._buf:
+                    self._line_started = time.monotonic()
+                self._buf += chunk
             if time.monotonic() >= deadline and self._buf.find(b"\n") < 0:
+                self._check_unfinished()
                 return None
+
+    def _check_unfinished(self) -> None:
+        if not self._buf:
+            return
+        too_long = len(self._buf) > MAX_LINE_BYTES
+        too_slow = self._line_started is not None and time.monotonic() - self._line_started > self.line_time_limit
+        if too_long or too_slow:
+            size, head = len(self._buf), bytes(self._buf[:60])
+            self._buf.clear()
+            self._line_started = None
+            why = f"more than {MAX_LINE_BYTES} bytes" if too_long else \
+                f"{size} bytes over {self.line_time_limit:g} s"
+            raise Babbling(f"{self.where} sent {why} without a line break (starting {head!r}); "
+                           f"{self.said()}",
+                           "the board is not speaking the MLPerf Tiny protocol at this baud rate, or its "
+                           "firmware is stuck printing; check ?baud= and reset the board")
+
+    def said(self) -> str:
+        """What the board did answer, for error messages."""
+        if not self.answered:
+            return "it had not answered any command in full"
+        return "it had answered " + ", ".join(f"`{c}`" for c in dict.fromkeys(self.answered))
 
     def drain(self) -> None:
         self._io(self.port.reset_input_buffer)
         self._buf.clear()
+        self._line_started = None
 
     # -- commands --------------------------------------------------------------------------------
 
@@ -146,9 +197,13 @@ class _Link:
     def command(self, command: str, parse: Callable[[list[str]], T], timeout: float | None = None,
                 complete: Callable[[list[str]], bool] | None = None) -> T:
         """An idempotent command: on a lost or garbled answer, resynchronise and send it again."""
-        return self._with_retries(
-            lambda: parse(self.exchange(command, timeout or self.line_timeout, complete)), "retrying",
-            f"{self.where} gave no complete answer to `{command}` in {self.retries + 1} attempts")
+        def attempt() -> T:
+            value = parse(self.exchange(command, timeout or self.line_timeout, complete))
+            self.answered.append(command.split(" ", 1)[0])
+            return value
+
+        return self._with_retries(attempt, "retrying",
+                                  f"{self.where} gave no complete answer to `{command}` in {self.retries + 1} attempts")
 
     def _with_retries(self, attempt: Callable[[], T], note: str, failure: str) -> T:
         """Run `attempt`; after a lost or garbled answer, resynchronise and run it again (a reset is final)."""
@@ -156,13 +211,13 @@ class _Link:
         for _ in range(self.retries + 1):
             try:
                 return attempt()
-            except BoardReset:
+            except (BoardReset, Babbling):
                 raise
             except ProtocolError as e:
                 last = e
                 self.transcript.append(f"! {e.message}; {note}")
                 self.resync()
-        raise TargetError(f"{failure}: {last.message}", last.hint)
+        raise TargetError(f"{failure}: {last.message} ({self.said()})", last.hint)
 
     def resync(self, timeout: float | None = None, allow_boot: bool = False) -> None:
         """Discard input until the board answers `name` in full (a harmless command every firmware knows)."""
@@ -181,6 +236,9 @@ class _Link:
                     return
                 elif line == protocol.READY:
                     saw_name = False
+        if self.answered:
+            raise TargetError(f"the board on {self.where} stopped answering `name` ({self.said()} before)",
+                              "it may have hung or rebooted into other firmware; reset it and run again")
         raise TargetError(f"no MLPerf Tiny board answers on {self.where}",
                           "check the port, the baud rate (?baud=115200) and that the firmware implements the "
                           "MLPerf Tiny protocol (`name%` -> `m-name-dut-[…]`)")
@@ -211,6 +269,7 @@ class _Link:
                                     f"(chunk {i + 1} of {len(commands)})")
         self.transcript.append(f"> {verb} … ({len(commands)} chunks, {len(data)} bytes)")
         self.transcript += lines
+        self.answered.append(f"{verb} load")
         return lines
 
     def optional(self, command: str, parse: Callable[[list[str]], T]) -> T | None:
@@ -302,7 +361,7 @@ class SerialTarget(Target):
                 raise TargetError(f"cannot open the serial port {self.url}: {e}",
                                   "check the device path (ls /dev/ttyACM* /dev/ttyUSB*), permissions "
                                   "(dialout group) and that no other program holds the port") from None
-            link = _Link(port, self.uri.raw, self.line_timeout, self.retries)
+            link = _Link(port, self.uri.raw, self.line_timeout, self.retries, self.baud)
             try:
                 link.resync(self.connect_timeout, allow_boot=True)  # opening a port may reboot the board
             except BaseException:

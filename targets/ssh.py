@@ -52,7 +52,7 @@ from targets.energy import (PMIC_RUNNER_START, SerialPowerMeter, parse_pmic_log,
 from targets.host_facts import BATTERY_SCRIPT, DF_COMMAND, parse_battery, parse_df
 from targets.options import parse_options
 from targets.profiles import DeviceProfile
-from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
+from targets.runner import RUNNER, mark_emulated, parse_runner_output, runner_args, runner_result
 from targets.uri import TargetURI
 
 log = logging.getLogger(__name__)
@@ -493,7 +493,8 @@ class SSHTarget(Target):
         result.energy_uj_per_inference = reading.uj_per_inference
         result.energy_method = reading.method
         result.energy_note = reading.note
-        return result
+        emulated = self.profile_spec.extra.get("emulated") if self.profile_spec else None
+        return mark_emulated(result, str(emulated)) if emulated else result
 
     def cleanup(self, deployment: Deployment) -> None:
         path = deployment.location

@@ -14,17 +14,26 @@ recorded in budget.json and in the manifest; the test split is only reported.
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from kit.core.errors import KitError
+from kit.core.paths import check_output_dir
+from kit.pipeline.manifest import MANIFEST
 from kit.pipeline.report import COMPARISON_HEADERS, comparison_rows
 from kit.core.tables import format_table
+
+#: written first into every output folder, so a run that stopped before its manifest can be repeated there
+OUTPUT_MARK = ".kit-compress"
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=".h5, .keras, SavedModel folder, or a built-in name (lenet-300-100, lenet5)")
     p.add_argument("--recipe", default="default", help="built-in recipe name or TOML path (default: default)")
     p.add_argument("--data", default="mnist5k", help="digits | mnist5k | path to .npz (default: mnist5k)")
-    p.add_argument("-o", "--out", default="runs/compress", help="output folder")
+    p.add_argument("-o", "--out", default="runs/compress", help="output folder (new, empty, or an earlier run's)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty output folder that another tool made (files of the same name are "
+                        "replaced)")
     p.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N test samples only")
     p.add_argument("--budget", default=None, metavar="accuracy-drop=P",
                    help="choose per-layer sparsity so every shipped artifact loses at most P top-1 points on a "
@@ -43,6 +52,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from kit.data import check_samples
+    from kit.recipe import load_recipe
+
+    check_samples(args.eval_samples, "--eval-samples")
+    load_recipe(args.recipe)  # recipe mistakes first: they are the likelier ones
+    check_output_dir(args.out, (MANIFEST, OUTPUT_MARK), force=args.force)  # before training
     if args.budget is None:
         if args.objective is not None or args.target is not None:
             raise KitError("--objective and --target choose what the budget search optimizes",
@@ -55,7 +70,9 @@ def run(args: argparse.Namespace) -> int:
         raise KitError(f"--max-probes must be at least 1, got {args.max_probes}")
     from kit.search.budget import parse_budget, search
 
-    result = search(args.model, args.recipe, args.data, args.out, parse_budget(args.budget),
+    budget = parse_budget(args.budget)
+    _mark_output(args.out)
+    result = search(args.model, args.recipe, args.data, args.out, budget,
                     objective=args.objective or "size", target=args.target, val_fraction=args.val_fraction,
                     max_probes=args.max_probes, sigmas=args.sigmas)
     print()
@@ -73,6 +90,7 @@ def run(args: argparse.Namespace) -> int:
 def _plain(args: argparse.Namespace) -> int:
     from kit.pipeline.compress import compress
 
+    _mark_output(args.out)
     result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out, eval_samples=args.eval_samples)
     print()
     print(format_table(COMPARISON_HEADERS, comparison_rows(result)))
@@ -82,3 +100,10 @@ def _plain(args: argparse.Namespace) -> int:
         print(f"\nnothing shipped: {convert.advice if convert is not None and convert.advice else 'see report.md'}")
         return 1
     return 0
+
+
+def _mark_output(out: str) -> None:
+    """Claim the folder before the long work, so a run that stops early can be repeated into it."""
+    path = Path(out)
+    path.mkdir(parents=True, exist_ok=True)
+    (path / OUTPUT_MARK).write_text("made by `kit compress`\n")

@@ -4,6 +4,9 @@ Prints which ops can map to the Edge TPU and, for each one that falls back to
 the CPU, why. When `edgetpu_compiler` is on PATH the model is compiled and
 the compiler's report (ops mapped, on-chip and off-chip parameter memory,
 per-op status) is printed; when it is not, the check alone is printed.
+The model is first loaded in LiteRT in a child process (the Edge TPU runs what
+the compiler cannot map on LiteRT): exit 1 when LiteRT refuses it, crashes on
+it or when no op maps to the Edge TPU, with the report still printed.
 
 Examples:
   kit edgetpu model_int8.tflite
@@ -14,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
+import sys
 from pathlib import Path
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -35,18 +39,32 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise KitError(f"model file {model} does not exist")
+    from kit.convert.check import load_error
+
     report = check_edgetpu_requirements(model)
     print(report.summary())
+    problems = []
+    if not report.compiled:  # a compiled model needs the Edge TPU delegate to load
+        error = load_error(model.read_bytes(), "litert", name=model.name)
+        if error is not None:
+            problems.append(f"LiteRT cannot load {model.name}: {error}")
+    if not report.tpu_ops:
+        problems.append(f"no op of {model.name} can map to the Edge TPU; all of it would run on the CPU")
     compiled = None
-    if not args.no_compile and not report.compiled:
+    if not args.no_compile and not report.compiled and not problems:
         if find_compiler(args.compiler) is None:
             print(compiler_missing_message(args.compiler))
         else:
             compiled = compile_for_edgetpu(model, Path(args.out_dir) if args.out_dir else model.parent, args.compiler)
             print(compiled.summary())
             print(f"wrote {compiled.output_path}")
+            if compiled.ops_tpu == 0:
+                problems.append(f"edgetpu_compiler mapped no op of {model.name} to the Edge TPU")
     if args.json_out:
-        out = {"check": dataclasses.asdict(report), "compile": dataclasses.asdict(compiled) if compiled else None}
-        Path(args.json_out).write_text(json.dumps(out, indent=2))
+        out = {"check": dataclasses.asdict(report), "compile": dataclasses.asdict(compiled) if compiled else None,
+               "problems": problems}
+        Path(args.json_out).write_text(strict_dumps(out))
         print(f"wrote {args.json_out}")
-    return 0
+    for problem in problems:
+        print(f"error: {problem}", file=sys.stderr)
+    return 1 if problems else 0

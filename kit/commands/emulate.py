@@ -2,8 +2,10 @@
 
 The board runs MODEL in the TFLite Micro Python runtime with a fixed tensor
 arena and flash size (models that do not fit are refused) and answers on a new
-pseudo-terminal (default) or a TCP port. Its m-lap-us timestamps are the host's
-clock (TFLM on this CPU, not a microcontroller) unless --modelled-latency-us
+pseudo-terminal (default) or a TCP port. Every model (flashed or loaded over
+the line) is first run once in a child process, so one that crashes or hangs
+TFLM is refused with the signal named instead of ending the board. Its m-lap-us
+timestamps are the host's clock (TFLM on this CPU, not a microcontroller) unless --modelled-latency-us
 sets a virtual per-inference time. It stays up until Ctrl-C.
 
 Examples:
@@ -42,7 +44,8 @@ def run(args: argparse.Namespace) -> int:
     if args.arena_bytes < 1 or args.flash_bytes < 1:
         raise KitError("--arena-bytes and --flash-bytes must be > 0")
     board = EmulatedBoard(args.model, arena_bytes=args.arena_bytes, flash_bytes=args.flash_bytes,
-                          modelled_latency_us=args.modelled_latency_us, extensions=not args.no_extensions)
+                          modelled_latency_us=args.modelled_latency_us, extensions=not args.no_extensions,
+                          probe_in_child=True)
     if args.tcp:
         host, _, port = args.tcp.rpartition(":")
         if not host or not port.isdigit():

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -14,18 +15,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from kit.convert import check as checks
-    from kit.data import load_data
-    from kit.core.errors import KitError
+    from kit.data import check_labels_fit, check_samples, load_data
+    from kit.core.errors import KitError, ModelError
     from kit.models import load_model
     from kit.core.tables import format_table
     from kit.core.tflite_file import read_tflite
 
+    check_samples(args.samples)
     data = load_data(args.data)
     if args.model.endswith(".tflite"):
         info = read_tflite(args.model)
+        if len(info.inputs) != 1:
+            raise ModelError(f"{args.model} has {len(info.inputs)} inputs; kit eval evaluates models with one",
+                             "evaluate a classifier with a single input tensor")
         shape = info.tensor(info.inputs[0]).shape[1:]
         data = data.fit_to(tuple(shape))
         x, y = data.x_test[:args.samples], data.y_test[:args.samples]
+        out = info.tensor(info.outputs[0]).shape
+        check_labels_fit(y, out[-1] if out else None, os.path.basename(args.model))
         reference = None
         if args.reference:
             ref_model = load_model(args.reference)
@@ -35,11 +42,12 @@ def run(args: argparse.Namespace) -> int:
         if bad:
             raise KitError(f"unknown runtime(s) {', '.join(bad)}", f"use {', '.join(checks.RUNTIMES)}")
         with open(args.model, "rb") as f:
-            results = checks.check(f.read(), x, y, reference, runtimes)
+            results = checks.check(f.read(), x, y, reference, runtimes, name=os.path.basename(args.model))
     else:
         model = load_model(args.model)
         data = data.fit_to(model.input_shape[1:])
         x, y = data.x_test[:args.samples], data.y_test[:args.samples]
+        check_labels_fit(y, model.output_shape[-1], args.model)
         results = [checks.score("keras", model.predict(x, batch_size=512, verbose=0), y, None)]
     print(f"{args.model} on {data.description} ({len(x)} samples)")
     print(format_table(["runtime", "loads", "top-1", "top-5", "agree", "max abs err", "error"],

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import argparse
-import json
+
+from kit.core.jsonio import dumps
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -20,7 +21,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         d = asdict(info)
         d.update(weight_bytes=info.weight_bytes, graph_bytes=info.graph_bytes)
-        print(json.dumps(d, indent=2))
+        print(dumps(d))
         return 0
     print(f"{args.model}: {info.size_bytes:,} bytes (gzip {info.gzip_bytes:,}), schema v{info.schema_version}, "
           f"{info.subgraphs} subgraph(s), {len(info.ops)} ops")

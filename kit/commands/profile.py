@@ -9,10 +9,11 @@ Examples:
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
+from kit.core.paths import check_output_file
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -63,12 +64,14 @@ def run(args: argparse.Namespace) -> int:
     for m in args.model:
         if not Path(m).is_file():
             raise KitError(f"model file {m} does not exist")
+    if args.json_out:  # checked now: a measurement is not lost to a bad path after it ran
+        check_output_file(args.json_out, "--json file", overwrite=True)
     results = []
     with get_target(args.target, args.device_profile, **target_options(args)) as target:
         for m in args.model:
             results.append(target.profile(m, settings))
     print(profile_table(results))
     if args.json_out:
-        Path(args.json_out).write_text(json.dumps([r.to_dict() for r in results], indent=2))
+        Path(args.json_out).write_text(strict_dumps([r.to_dict() for r in results]))
         print(f"wrote {args.json_out}")
     return 0

@@ -47,7 +47,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [_row(run_data, m) for m in run_data.measurements]
     rows = [r for r in rows if _keep(r, args)]
     if args.csv:
-        out = sys.stdout if args.csv == "-" else open(args.csv, "w", newline="")
+        out = sys.stdout if args.csv == "-" else _open_output(args.csv)
         try:
             writer = csv.DictWriter(out, fieldnames=_CSV_COLUMNS, extrasaction="ignore")
             writer.writeheader()
@@ -75,6 +75,14 @@ def run(args: argparse.Namespace) -> int:
             print(f"latency regression above {threshold:g} % against {args.compare}", file=sys.stderr)
             return 1
     return 0
+
+
+def _open_output(path: str):
+    try:
+        return open(path, "w", newline="")
+    except OSError as e:
+        raise KitError(f"cannot write the CSV file {path}: {e.strerror or e}",
+                       "pass a file in an existing, writable folder (or '-' for stdout)") from None
 
 
 def _row(run, m: dict) -> dict:

@@ -14,6 +14,8 @@ import argparse
 import re
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
+from kit.core.paths import check_output_dir
 from kit.techniques.criteria import CHANNEL_CRITERIA
 
 
@@ -46,6 +48,7 @@ def run(args: argparse.Namespace) -> int:
     from kit.recipe import PruneStep
     from kit.search.sensitivity import analyze, split_validation
 
+    check_output_dir(args.out, "sensitivity.json", force=True)  # a file or unwritable place: refused before work
     ratios = _ratios(args.ratios)
     block = _block(args.block)
     data = load_data(args.data)
@@ -72,7 +75,6 @@ def run(args: argparse.Namespace) -> int:
 
 def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
     """Which layers run on sparse kernels on the target's runtime, and how to prune them for that."""
-    import json
     from pathlib import Path
 
     from kit.search import latency_aware
@@ -86,7 +88,7 @@ def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
     for note in plan.notes:
         print(f"note: {note}")
     path = Path(args.out) / "latency_plan.json"
-    path.write_text(json.dumps(plan.to_dict(), indent=2))
+    path.write_text(strict_dumps(plan.to_dict()))
     paths["latency_plan"] = path
 
 

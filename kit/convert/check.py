@@ -2,7 +2,10 @@
 
 Runtimes: LiteRT with its default delegate (XNNPACK), LiteRT built-in kernels
 only, and TensorFlow Lite Micro's Python runtime. A runtime that refuses the
-model is recorded with its own error message, never as a success.
+model is recorded with its own error message, never as a success. The C++
+runtimes trust the flatbuffer, so each (artifact, runtime) pair is loaded and
+run over all samples in one child process with a time limit: a crash or a spin
+is recorded as that runtime's error instead of ending the kit.
 """
 from __future__ import annotations
 
@@ -11,6 +14,8 @@ import time
 import numpy as np
 
 from kit.core.artifact import RuntimeCheck
+from kit.core.errors import ModelError
+from kit.core.isolate import DEFAULT_TIMEOUT_S, ChildException, RuntimeFailure, progress, run_isolated
 from kit.core.native import capture_native_output, runtime_messages
 from kit.core.vocab import RUNTIMES
 
@@ -79,14 +84,51 @@ def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
     return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
 
 
-def load_error(model: bytes, runtime: str) -> str | None:
-    """None when the runtime loads the model, else the runtime's own error text."""
+#: samples between progress reports; each report restarts the child's time limit
+_PROGRESS_EVERY = 256
+
+
+def _load_and_run(model: bytes, runtime: str, x: np.ndarray | None) -> tuple[str, str | None, np.ndarray | None,
+                                                                              float]:
+    """In a child: ("load", error, …) when the runtime refuses the model, ("run", error, …) when it fails on
+    a sample, else ("ok", None, outputs, seconds) — outputs None when `x` is None (load only); seconds is
+    the wall time of loading and running in the child."""
+    t0 = time.perf_counter()
     try:
         with capture_native_output() as log:
-            _Runner(model, runtime)
-        return None
+            run = _Runner(model, runtime)
     except Exception as e:
-        return _describe(e, log.text)
+        return "load", _describe(e, log.text), None, 0.0
+    if x is None:
+        return "ok", None, None, time.perf_counter() - t0
+    progress("running")
+    outs = []
+    try:
+        for i, xi in enumerate(x):
+            if i and i % _PROGRESS_EVERY == 0:
+                progress("running")
+            outs.append(run(xi))
+    except Exception as e:
+        return "run", str(e).strip() or type(e).__name__, None, 0.0
+    return "ok", None, np.stack(outs) if outs else np.zeros((0, 0), np.float32), time.perf_counter() - t0
+
+
+def _isolated(model: bytes, runtime: str, x: np.ndarray | None, name: str,
+              timeout_s: float) -> tuple[str, str | None, np.ndarray | None, float]:
+    return run_isolated(_load_and_run, (model, runtime, x), runtime=runtime, file=name, action="loading",
+                        timeout_s=timeout_s)
+
+
+def load_error(model: bytes, runtime: str, name: str = "model.tflite",
+               timeout_s: float = DEFAULT_TIMEOUT_S) -> str | None:
+    """None when the runtime loads the model, else the runtime's own error text (or how it crashed)."""
+    try:
+        status, error, _, _ = _isolated(model, runtime, None, name, timeout_s)
+    except RuntimeFailure as e:
+        return e.message
+    except ChildException as e:
+        return f"{runtime} failed loading {name}: {e}"
+    return error if status != "ok" else None
 
 
 def _describe(e: Exception, native: str) -> str:
@@ -95,30 +137,40 @@ def _describe(e: Exception, native: str) -> str:
     return f"{text} ({detail})" if detail and detail not in text else text
 
 
-def predict(model: bytes, runtime: str, x: np.ndarray) -> np.ndarray:
-    with capture_native_output():
-        run = _Runner(model, runtime)
-    return np.stack([run(xi) for xi in x])
+def predict(model: bytes, runtime: str, x: np.ndarray, name: str = "model.tflite",
+            timeout_s: float = DEFAULT_TIMEOUT_S) -> np.ndarray:
+    """Outputs of `model` on `runtime` for every sample of `x` (run in a child); ModelError when it fails."""
+    status, error, out, _ = _isolated(model, runtime, x, name, timeout_s)
+    if status == "load":
+        raise ModelError(f"{runtime} cannot load {name}: {error}")
+    if status == "run":
+        raise ModelError(f"{runtime} loads {name} but fails to run it: {error}")
+    return out
 
 
 def check(model: bytes, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None,
-          runtimes: tuple[str, ...] = RUNTIMES) -> list[RuntimeCheck]:
-    """Run `model` on every runtime over `x`; compare with labels `y` and reference outputs."""
+          runtimes: tuple[str, ...] = RUNTIMES, name: str = "model.tflite",
+          timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RuntimeCheck]:
+    """Run `model` on every runtime over `x`; compare with labels `y` and reference outputs.
+
+    `timeout_s` bounds loading and each stretch of samples between progress reports, not the whole run.
+    """
     results = []
     for rt in runtimes:
-        t0 = time.perf_counter()
         try:
-            with capture_native_output() as log:
-                run = _Runner(model, rt)
-        except Exception as e:
-            results.append(RuntimeCheck(rt, loads=False, error=_describe(e, log.text)))
+            status, error, out, seconds = _isolated(model, rt, x, name, timeout_s)
+        except RuntimeFailure as e:
+            results.append(RuntimeCheck(rt, loads=False, error=e.message))
             continue
-        try:
-            out = np.stack([run(xi) for xi in x])
-        except Exception as e:
-            results.append(RuntimeCheck(rt, loads=False, error=f"loads but fails to run: {e}"))
+        except ChildException as e:
+            results.append(RuntimeCheck(rt, loads=False, error=f"{rt} failed on {name}: {e}"))
             continue
-        results.append(score(rt, out, y, reference, time.perf_counter() - t0))
+        if status == "load":
+            results.append(RuntimeCheck(rt, loads=False, error=error))
+        elif status == "run":
+            results.append(RuntimeCheck(rt, loads=False, error=f"loads but fails to run: {error}"))
+        else:
+            results.append(score(rt, out, y, reference, seconds))
     return results
 
 

@@ -8,7 +8,6 @@ importing the targets.
 """
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from dataclasses import asdict, dataclass, field, fields
@@ -16,6 +15,7 @@ from typing import Any
 
 from kit.core.artifact import ArtifactRef
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps
 from kit.core.vocab import DELEGATES
 
 
@@ -126,15 +126,20 @@ class ProfileResult:
         return asdict(self)
 
     def to_json(self) -> str:
-        return json.dumps(self.to_dict(), indent=2)
+        return dumps(self.to_dict())
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "ProfileResult":
         d = dict(d)
-        d["device"] = DeviceInfo(**d["device"])
-        d["artifact"] = ArtifactRef(**d["artifact"])
-        d["settings"] = RunSettings(**d["settings"])
+        d["device"] = _known(DeviceInfo, d["device"])
+        d["artifact"] = _known(ArtifactRef, d["artifact"])
+        d["settings"] = _known(RunSettings, d["settings"])
         if d.get("latency") is not None:
-            d["latency"] = LatencyStats(**d["latency"])
-        names = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in d.items() if k in names})
+            d["latency"] = _known(LatencyStats, d["latency"])
+        return _known(cls, d)
+
+
+def _known(cls, d: dict[str, Any]):
+    """`cls` from the fields it has: strict JSON adds `<key>_note` beside values that were not finite."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in d.items() if k in names})

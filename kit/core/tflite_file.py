@@ -15,6 +15,10 @@ from kit.core.errors import ModelError
 
 _IDENTIFIER = b"TFL3"
 _MAX_BYTES = 2**31  # flatbuffers cannot address more; larger files use external buffers
+_MAX_RANK = 8  # TFLite kernels handle at most 6 dimensions; anything far beyond is corruption
+_MAX_ELEMENTS = 2**31 - 1  # runtimes count elements in int32
+# bytes per element of each numeric type; int4 packs two values per byte
+_ITEM_BYTES = {0: 4, 1: 2, 2: 4, 3: 1, 4: 8, 6: 1, 7: 2, 8: 8, 9: 1, 10: 8, 11: 16, 12: 8, 15: 4, 16: 2, 18: 2}
 
 _DTYPES = {
     0: ("float32", np.float32), 1: ("float16", np.float16), 2: ("int32", np.int32), 3: ("uint8", np.uint8),
@@ -149,13 +153,21 @@ def _parse(data: bytes) -> TFLiteInfo:
     if not model.subgraphs:
         raise ModelError("the model has no subgraph")
     sg = model.subgraphs[0]
+    for g, graph in enumerate(model.subgraphs):
+        for i, t in enumerate(graph.tensors or []):
+            _check_tensor(g, i, t, buffers, data)
     tensors = [_tensor_info(i, t, buffers, data) for i, t in enumerate(sg.tensors or [])]
     ops = []
     for i, op in enumerate(sg.operators or []):
         if op.opcodeIndex >= len(opcodes):
             raise ModelError(f"operator {i} refers to op code {op.opcodeIndex}, but the model defines {len(opcodes)}")
         name, version = opcodes[op.opcodeIndex]
-        ops.append(OpInfo(i, name, version, [int(x) for x in _as_list(op.inputs)], [int(x) for x in _as_list(op.outputs)]))
+        op_inputs, op_outputs = [int(x) for x in _as_list(op.inputs)], [int(x) for x in _as_list(op.outputs)]
+        for idx in op_inputs + op_outputs:
+            if not -1 <= idx < len(tensors):  # -1 marks an omitted optional input
+                raise ModelError(f"operator {i} ({name}) refers to tensor {idx}, but the model has {len(tensors)}",
+                                 "the file is corrupt; re-export the model")
+        ops.append(OpInfo(i, name, version, op_inputs, op_outputs))
     for idx in [*_as_list(sg.inputs), *_as_list(sg.outputs)]:
         if not 0 <= idx < len(tensors):
             raise ModelError(f"subgraph input/output {idx} is not a tensor of the model")
@@ -188,6 +200,103 @@ def _buffer_data(buf, data: bytes) -> bytes:
             raise ModelError("a weight buffer lies past the end of the file: the file is truncated")
         return data[buf.offset:buf.offset + buf.size]
     return b""
+
+
+def _tensor_label(graph: int, index: int, t) -> str:
+    name = (t.name or b"").decode("utf-8", "replace")[:80]
+    where = f"tensor {index}" if graph == 0 else f"subgraph {graph} tensor {index}"
+    return f"{where} ({name!r})" if name else where
+
+
+def _check_tensor(graph: int, index: int, t, buffers: list, data: bytes) -> None:
+    """Refuse a tensor whose shape is impossible or does not fit its buffer, before any runtime reads it.
+
+    A runtime trusts these numbers: a weight claiming more elements than its buffer holds makes TFLite
+    Micro read past the model, so a mismatch is corruption, not something to print.
+    """
+    label = _tensor_label(graph, index, t)
+    hint = "the file is corrupt or was not written by a TFLite converter; re-export the model"
+    shape = [int(x) for x in _as_list(t.shape)]
+    if len(shape) > _MAX_RANK:
+        raise ModelError(f"{label} has {len(shape)} dimensions; TFLite tensors have at most {_MAX_RANK}", hint)
+    if any(d < 0 for d in shape):
+        raise ModelError(f"{label} has a negative dimension in its shape {shape}", hint)
+    elements = 1
+    for d in shape:
+        elements *= d
+    if elements > _MAX_ELEMENTS:
+        raise ModelError(f"{label} claims {elements:,} elements (shape {shape}), more than a runtime can index", hint)
+    if t.buffer >= len(buffers):
+        if t.buffer != 0:
+            raise ModelError(f"{label} refers to buffer {t.buffer}, but the model has {len(buffers)}", hint)
+        return
+    raw = _buffer_data(buffers[t.buffer], data)
+    item = _ITEM_BYTES.get(t.type)
+    if not raw or item is None and t.type != 17:
+        return  # activations, or strings/resources whose size is not fixed per element
+    if t.sparsity is not None:
+        values = _sparse_value_count(label, t.sparsity, shape, hint)
+        if t.type == 17:
+            allowed = {values, (values + 1) // 2}
+        else:
+            allowed = {values * item}
+        if len(raw) not in allowed:
+            raise ModelError(f"{label}: its sparsity metadata describes {values:,} stored values, "
+                             f"but its buffer holds {len(raw):,} bytes", hint)
+        return
+    allowed = {elements, (elements + 1) // 2} if t.type == 17 else {elements * item}
+    if len(raw) not in allowed:
+        raise ModelError(f"{label} has shape {shape} ({elements:,} elements, {min(allowed):,} bytes) "
+                         f"but its buffer holds {len(raw):,} bytes", hint)
+
+
+def _sparse_value_count(label: str, sp, shape: list[int], hint: str) -> int:
+    """Number of values a TFLite sparse tensor stores, walking its dimension metadata in traversal order."""
+    order = [int(x) for x in _as_list(sp.traversalOrder)]
+    block_map = [int(x) for x in _as_list(sp.blockMap)]
+    dims = sp.dimMetadata or []
+    n, k = len(shape), len(block_map)
+    if sorted(order) != list(range(n + k)) or len(dims) != n + k or any(not 0 <= b < n for b in block_map):
+        raise ModelError(f"{label}: its sparsity metadata does not match its {n} dimensions "
+                         f"(traversal order {order}, block map {block_map}, {len(dims)} dimension records)", hint)
+    sizes: dict[int, int] = {}
+    for i, j in enumerate(order):  # block dimensions n..n+k-1 are dense with the block size
+        if j >= n:
+            sizes[j] = int(dims[i].denseSize)
+    for j in range(n):
+        size = shape[j]
+        if j in block_map:
+            block = sizes[n + block_map.index(j)]
+            if block <= 0:
+                raise ModelError(f"{label}: block size {block} for dimension {j} of shape {shape}", hint)
+            size = -(-size // block)  # the last block of a dimension it does not divide is padded
+        sizes[j] = size
+    count = 1  # nodes at the current level of the traversal tree
+    for i, j in enumerate(order):
+        d = dims[i]
+        if d.format == 0:  # DENSE
+            if int(d.denseSize) != sizes[j]:
+                raise ModelError(f"{label}: sparsity metadata gives dimension {j} size {d.denseSize}, "
+                                 f"the shape {shape} gives {sizes[j]}", hint)
+            count *= sizes[j]
+        else:
+            segments = _vector(d.arraySegments)
+            indices = _vector(d.arrayIndices)
+            if len(segments) != count + 1 or segments[0] != 0 or np.any(np.diff(segments) < 0):
+                raise ModelError(f"{label}: sparse dimension {j} has {len(segments)} row segments for {count} rows, "
+                                 "or they are not increasing from 0", hint)
+            if len(indices) != segments[-1] or (len(indices) and (indices.min() < 0 or indices.max() >= sizes[j])):
+                raise ModelError(f"{label}: sparse dimension {j} has {len(indices)} indices for {segments[-1]} "
+                                 f"values, or an index outside 0..{sizes[j] - 1}", hint)
+            count = len(indices)
+        if count > _MAX_ELEMENTS:
+            raise ModelError(f"{label}: its sparsity metadata describes more values than a runtime can index", hint)
+    return count
+
+
+def _vector(vec) -> np.ndarray:
+    values = getattr(vec, "values", None) if vec is not None else None
+    return np.zeros(0, np.int64) if values is None else np.asarray(values, dtype=np.int64).ravel()
 
 
 def _tensor_info(index: int, t, buffers: list, data: bytes) -> TensorInfo:

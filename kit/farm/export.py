@@ -13,13 +13,14 @@ Classes without a winner are listed under `unresolved` with the reason.
 from __future__ import annotations
 
 import hashlib
-import json
 import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
+from kit.core.paths import safe_component
 from kit.farm.rundata import RunData
 from kit.farm.choose import ClassChoice
 
@@ -66,6 +67,7 @@ def _export(run: RunData, choices: list[ClassChoice], out: Path, mcu: bool, log:
             log(f"warning: class {c.device_class} has no model to export: {c.why_none}")
             continue
         a = c.winner.artifact
+        safe_component(c.device_class, "device class")  # runs recorded before classes were checked
         data = _verified_bytes(a.path, a.sha256)
         if labels is not None:
             _check_labels(labels, a.outputs, a.label)
@@ -80,7 +82,7 @@ def _export(run: RunData, choices: list[ClassChoice], out: Path, mcu: bool, log:
     manifest = {"format": MANIFEST_FORMAT, "run": run.name, "generated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                 "models": models, "unresolved": missing}
     path = out / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2))
+    path.write_text(strict_dumps(manifest))
     return path
 
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.core.errors import KitError
+from kit.core.paths import component_problem, find_collision
 from kit.core.toml import FarmError, TomlFile
 from targets.profiles import DeviceProfile, list_profiles, load_profile, profile_from_table
 from targets.registry import TARGETS
@@ -120,6 +121,15 @@ def parse_farm(doc: TomlFile, base: Path) -> Farm:
         if not doc.get(t, p, "enabled", bool, True):
             continue
         device = _device(doc, p, t, profiles, base)
+        problem = component_problem(device.device_class)
+        if problem is not None:  # the class names the export file or firmware folder
+            doc.fail((*p, "class") if "class" in t else (*p, "profile"),
+                     f"gives the device class {device.device_class!r}, which {problem}",
+                     "a class becomes a file name on export: use letters, digits, '-', '_' and '.'")
+        clash = find_collision(sorted({d.device_class for d in devices} | {device.device_class}))
+        if clash is not None:
+            doc.fail((*p, "class"), f"gives the device class {clash[1]!r}, which shares its export file with "
+                     f"{clash[0]!r} (names differing only in case)", "spell the class the same way on every device")
         if any(d.name == device.name for d in devices):
             doc.fail((*p, "name"), f"repeats the device name {device.name!r}", "every device needs its own name")
         endpoint = _endpoint(device.uri)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import json
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
 from kit.core.vocab import ENCODINGS, MODE_PRECISION, format_name
 from kit.farm import artifacts as artifact_files
 from kit.farm.artifacts import ArtifactEntry
@@ -85,7 +85,7 @@ def _run_locked(spec: PipelineSpec, devices: list[Device], log: Callable[[str], 
         store.end(invocation, "interrupted" if report.interrupted else "finished")
     run = load_run(spec.out)
     choices = choose(run)
-    (spec.out / "selection.json").write_text(json.dumps([c.to_dict() for c in choices], indent=2))
+    (spec.out / "selection.json").write_text(strict_dumps([c.to_dict() for c in choices]))
     exported: list[Path] = []
     if not report.interrupted and (spec.export.android or spec.export.firmware):
         from kit.farm.export import export_run

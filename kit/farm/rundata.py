@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.core.errors import KitError
+from kit.core.jsonio import dumps as strict_dumps
 from kit.farm.artifacts import ArtifactEntry
 from kit.farm.store import Key, ResultsStore
 
@@ -71,7 +72,7 @@ def write_plan(run_dir: Path, plan: dict[str, Any]) -> Path:
     path = run_dir / RUN_FILE
     tmp = path.with_suffix(".json.tmp")
     with open(tmp, "w") as f:
-        json.dump({"format": FORMAT_VERSION, **plan}, f, indent=2)
+        f.write(strict_dumps({"format": FORMAT_VERSION, **plan}))
         f.flush()
         os.fsync(f.fileno())
     tmp.replace(path)
@@ -95,7 +96,7 @@ def load_run(run_dir: str | Path) -> RunData:
     if not store_path.is_file():
         raise KitError(f"the results store {store_path} of run {d} is missing")
     keys = {Key(j["artifact"], dev, j["settings_hash"]) for j in plan["jobs"] for dev in j["devices"]}
-    with ResultsStore(store_path) as store:
+    with ResultsStore(store_path, read_only=True) as store:  # reading never creates or changes a store
         measurements = store.measurements(keys)
         attempts = [a for a in store.attempts() if Key(a["artifact_sha256"], a["device"], a["settings_hash"]) in keys]
         invocations = store.invocations(plan["name"])

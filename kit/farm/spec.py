@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.core.artifact import Format
+from kit.core.paths import component_problem, find_collision
 from kit.core.toml import TomlFile
 from kit.core.vocab import DELEGATES
 from targets.base import RunSettings
@@ -140,6 +141,10 @@ def load_pipeline(path: str | Path) -> PipelineSpec:
 def parse_pipeline(doc: TomlFile, base: Path) -> PipelineSpec:
     top = doc.table(doc.data, (), _TOP)
     name = doc.get(top, (), "name", str, Path(doc.where).stem)
+    problem = component_problem(name)
+    if problem is not None:  # the name is the default run folder
+        doc.fail(("name",), f"is {name!r}, which {problem}",
+                 "the run name becomes a folder name: use letters, digits, '-', '_' and '.'")
     farm = doc.get(top, (), "farm", str, required=True, allowed='the farm file, e.g. farm = "farm.toml"')
     out = _path(base, doc.get(top, (), "out", str, f"runs/{name}"))
     spec = PipelineSpec(
@@ -203,12 +208,31 @@ def _model(doc: TomlFile, t: Any, base: Path) -> ModelInput:
         resolved_recipes.append(str(path) if r.endswith(".toml") else r)
         if r.endswith(".toml") and not path.is_file():
             doc.fail((*p, "recipes"), f"names {r!r}, which does not exist")
+    _check_recipe_folders(doc, p, resolved_recipes)
     return ModelInput(
         source=source, data=data, recipes=resolved_recipes,
         include_baseline=doc.get(t, p, "include_baseline", bool, True),
         teacher_epochs=doc.get(t, p, "teacher_epochs", int, 20, lambda n: 1 <= n <= 1000, "1 to 1000"),
         eval_samples=doc.get(t, p, "eval_samples", int, None, lambda n: n >= 1, ">= 1"),
     )
+
+
+def _check_recipe_folders(doc: TomlFile, p: tuple, recipes: list[str]) -> None:
+    """Each recipe's `name` becomes its compress folder: it must be one safe name, and no two may share one."""
+    from kit.recipe import load_recipe
+
+    names = []
+    for r in recipes:
+        recipe_name = load_recipe(r).name
+        problem = component_problem(recipe_name)
+        if problem is not None:
+            doc.fail((*p, "recipes"), f"names {r!r}, whose name {recipe_name!r} {problem}",
+                     "the recipe's `name` becomes a folder name: use letters, digits, '-', '_' and '.'")
+        names.append(recipe_name)
+    clash = find_collision(names)
+    if clash is not None:
+        doc.fail((*p, "recipes"), f"lists two recipes named {clash[0]!r} and {clash[1]!r}, which would share "
+                 "one compress folder", "give each recipe its own `name`")
 
 
 def _artifact(doc: TomlFile, i: int, t: dict, base: Path) -> ArtifactInput:

@@ -6,11 +6,19 @@ what is done and can never add a second row for the same key. WAL journal,
 `synchronous=FULL` and one transaction per write: a committed row survives a
 killed process; an uncommitted one was never reported as done. Queries are
 parameterised; nothing a user or device sends is pasted into SQL.
+
+Readers (`kit results`, `report`, `export`) open the store read-only: a
+missing or empty file is an error, never a new store, and nothing is written.
+Every row they read is checked against the column types (a text where a
+number belongs, a non-finite figure); damage is a `StoreError` with a hint.
+A `kit run` that finds an invocation of its run still marked `running` (the
+process was killed) marks it `interrupted` when it resumes.
 """
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import sqlite3
 import threading
 import time
@@ -22,6 +30,9 @@ from kit.core.errors import KitError
 from targets.base import ProfileResult, RunSettings
 
 SCHEMA_VERSION = 1
+_SQLITE_HEADER = b"SQLite format 3\x00"
+_DAMAGE_HINT = ("check the file with `sqlite3 FILE 'PRAGMA integrity_check'`; restore it from a copy, or move it "
+                "away and run the pipeline again (finished measurements in it are then measured again)")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,11 +87,24 @@ class Key:
     settings_hash: str
 
 
-class ResultsStore:
-    """Thread-safe: one connection, one lock, one transaction per write."""
+class StoreError(KitError):
+    """A results store that is missing, empty, damaged or holds rows of the wrong type."""
 
-    def __init__(self, path: str | Path):
+
+class ResultsStore:
+    """Thread-safe: one connection, one lock, one transaction per write.
+
+    `read_only=True` opens an existing store without creating, migrating or writing anything.
+    """
+
+    def __init__(self, path: str | Path, read_only: bool = False):
         self.path = Path(path)
+        self.read_only = read_only
+        self._lock = threading.Lock()
+        self._types: dict[str, dict[str, str]] = {}
+        if read_only:
+            self._open_read_only()
+            return
         self.path.parent.mkdir(parents=True, exist_ok=True)
         try:
             self._db = sqlite3.connect(self.path, timeout=30, check_same_thread=False, isolation_level=None)
@@ -95,14 +119,50 @@ class ResultsStore:
         if mode.lower() != "wal":
             raise KitError(f"{self.path}: SQLite refused WAL journaling ({mode})",
                            "keep the results database on a local file system")
-        self._lock = threading.Lock()
+
+    def _open_read_only(self) -> None:
+        if not self.path.is_file():
+            raise StoreError(f"the results store {self.path} does not exist",
+                             "pass the run folder of a `kit run`; reading never creates a store")
+        try:
+            with open(self.path, "rb") as f:
+                head = f.read(len(_SQLITE_HEADER))
+        except OSError as e:
+            raise StoreError(f"cannot read the results store {self.path}: {e}") from None
+        if not head:
+            raise StoreError(f"the results store {self.path} is empty (0 bytes)",
+                             "it was never written or was truncated; run the pipeline again to measure")
+        if head != _SQLITE_HEADER:
+            raise StoreError(f"{self.path} is not an SQLite results store (it starts with {head[:16]!r})",
+                             _DAMAGE_HINT)
+        try:
+            self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, timeout=30,
+                                       check_same_thread=False, isolation_level=None)
+            self._db.row_factory = sqlite3.Row
+            tables = {r[0] for r in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            missing = {"meta", "invocations", "artifacts", "measurements", "attempts"} - tables
+            if missing:
+                raise StoreError(f"{self.path} is not a results store: it lacks table(s) {', '.join(sorted(missing))}",
+                                 _DAMAGE_HINT)
+            self._check_version()
+            for table in ("invocations", "measurements", "attempts"):
+                self._types[table] = {r["name"]: r["type"].upper()
+                                      for r in self._db.execute(f"PRAGMA table_info({table})")}
+        except sqlite3.DatabaseError as e:
+            raise StoreError(f"the results store {self.path} is damaged: {e}", _DAMAGE_HINT) from None
 
     def _check_version(self) -> None:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
         if row is None:
+            if self.read_only:
+                raise StoreError(f"{self.path} has no schema version", _DAMAGE_HINT)
             self._db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
-        elif int(row[0]) != SCHEMA_VERSION:
-            raise KitError(f"{self.path} has results schema {row[0]}; this kit reads schema {SCHEMA_VERSION}",
+            return
+        text = str(row[0]).strip()
+        if not text.isdigit():
+            raise StoreError(f"{self.path} has schema version {row[0]!r}, not a whole number", _DAMAGE_HINT)
+        if int(text) != SCHEMA_VERSION:
+            raise KitError(f"{self.path} has results schema {text}; this kit reads schema {SCHEMA_VERSION}",
                            "use a new results file for this kit version")
 
     def close(self) -> None:
@@ -115,15 +175,24 @@ class ResultsStore:
         self.close()
 
     def _write(self, sql: str, params: tuple) -> int:
+        if self.read_only:
+            raise StoreError(f"{self.path} was opened read-only")
         with self._lock:
             cur = self._db.execute(sql, params)
             return cur.rowcount
 
     # -- invocations and artifacts ---------------------------------------------------------------
 
-    def begin(self, invocation: str, run: str, planned: int, skipped: int) -> None:
+    def begin(self, invocation: str, run: str, planned: int, skipped: int) -> int:
+        """Record a new invocation of `run`; earlier ones still `running` (killed) become `interrupted`.
+
+        The caller holds the run's lock, so no other invocation of it is alive. Returns how many were marked.
+        """
+        marked = self._write("UPDATE invocations SET status = 'interrupted' WHERE run = ? AND status = 'running'",
+                             (run,))
         self._write("INSERT INTO invocations (id, run, started, status, planned, skipped) VALUES (?, ?, ?, ?, ?, ?)",
                     (invocation, run, time.time(), "running", planned, skipped))
+        return marked
 
     def end(self, invocation: str, status: str) -> None:
         self._write("UPDATE invocations SET finished = ?, status = ? WHERE id = ?", (time.time(), status, invocation))
@@ -132,7 +201,7 @@ class ResultsStore:
         sql, params = "SELECT * FROM invocations", ()
         if run is not None:
             sql, params = sql + " WHERE run = ?", (run,)
-        return self._rows(sql + " ORDER BY started", params)
+        return self._rows(sql + " ORDER BY started", params, "invocations")
 
     def add_artifact(self, sha256: str, name: str, fmt: str, nbytes: int, path: str | None, model: str | None,
                      recipe: str | None, accuracy: float | None, accuracy_source: str | None,
@@ -197,18 +266,44 @@ class ResultsStore:
         sql, params = "SELECT * FROM measurements", []
         if status is not None:
             sql, params = sql + " WHERE status = ?", [status]
-        rows = self._rows(sql + " ORDER BY id", tuple(params))
+        rows = self._rows(sql + " ORDER BY id", tuple(params), "measurements")
         if keys is not None:
             wanted = set(keys)
             rows = [r for r in rows if Key(r["artifact_sha256"], r["device"], r["settings_hash"]) in wanted]
         return rows
 
     def attempts(self) -> list[dict[str, Any]]:
-        return self._rows("SELECT * FROM attempts ORDER BY id", ())
+        return self._rows("SELECT * FROM attempts ORDER BY id", (), "attempts")
 
-    def _rows(self, sql: str, params: tuple) -> list[dict[str, Any]]:
+    def _rows(self, sql: str, params: tuple, table: str | None = None) -> list[dict[str, Any]]:
         with self._lock:
-            return [dict(r) for r in self._db.execute(sql, params).fetchall()]
+            try:
+                rows = [dict(r) for r in self._db.execute(sql, params).fetchall()]
+            except sqlite3.DatabaseError as e:
+                raise StoreError(f"the results store {self.path} is damaged: {e}", _DAMAGE_HINT) from None
+        types = self._types.get(table or "")
+        if types:
+            for row in rows:
+                self._check_row(table, row, types)
+        return rows
+
+    def _check_row(self, table: str, row: dict[str, Any], types: dict[str, str]) -> None:
+        """A value of the wrong type (text for a number) or a non-finite figure is damage, not a result."""
+        for col, value in row.items():
+            kind = types.get(col, "")
+            if value is None:
+                continue
+            if kind == "INTEGER":
+                ok = isinstance(value, int)
+            elif kind == "REAL":
+                ok = isinstance(value, (int, float)) and math.isfinite(value)
+            elif kind == "TEXT":
+                ok = isinstance(value, str)
+            else:
+                ok = True
+            if not ok:
+                raise StoreError(f"the results store {self.path} holds {col} = {value!r} in {table} row "
+                                 f"{row.get('id')!r}, where a {kind.lower()} belongs", _DAMAGE_HINT)
 
 
 def _result_values(r: ProfileResult) -> tuple:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from kit.core.artifact import Format, RuntimeCheck
 from kit.core.errors import KitError
+from kit.core.jsonio import write_json
 
 if TYPE_CHECKING:
     from kit.pipeline.compress import RunResult
@@ -58,7 +59,7 @@ def write_manifest(r: "RunResult", model_name: str, budget: dict[str, Any] | Non
     if budget is not None:
         manifest["budget"] = budget
     path = r.out_dir / MANIFEST
-    path.write_text(json.dumps(manifest, indent=2))
+    write_json(path, manifest)
     return path
 
 

@@ -45,7 +45,6 @@ per-layer overrides) and in `budget.json` next to it.
 from __future__ import annotations
 
 import copy
-import json
 import re
 import time
 import warnings
@@ -57,6 +56,7 @@ import numpy as np
 
 from kit.core.artifact import ArtifactRecord, first_correct_runtime
 from kit.core.errors import KitError, RecipeError
+from kit.core.jsonio import dumps as strict_dumps
 from kit.core.vocab import DELEGATE_OF_RUNTIME, MODE_PRECISION
 from kit.data import Dataset, load_data
 from kit.recipe import (
@@ -543,7 +543,7 @@ def _write(result: BudgetResult) -> Path:
     from kit.core.tables import format_table
 
     path = result.out_dir / "budget.json"
-    path.write_text(json.dumps(result.to_dict(), indent=2))
+    path.write_text(strict_dumps(result.to_dict()))
     md = [f"# Budget search: {result.budget} ({result.objective})", "",
           f"Validation split: {result.validation}.", "", "## Chosen per-layer sparsity", "",
           result.layer_table(markdown=True), "", "## Result", "", result.table(markdown=True), "",

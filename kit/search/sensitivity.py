@@ -29,6 +29,7 @@ import numpy as np
 
 from kit.data import Dataset
 from kit.core.errors import DataError, KitError
+from kit.core.jsonio import dumps as strict_dumps
 from kit.core.vocab import DELEGATE_OF_RUNTIME
 from kit.recipe import PruneStep
 from kit.techniques.criteria import criterion_class
@@ -121,7 +122,7 @@ class SensitivityResult:
             w.writerow([k for k in SensitivityRow.__dataclass_fields__])
             for r in self.rows:
                 w.writerow([_csv(v) for v in asdict(r).values()])
-        paths["json"].write_text(json.dumps(self.to_dict(), indent=2))
+        paths["json"].write_text(strict_dumps(self.to_dict()))
         plots = _plot_layers(self, out / "plots")
         paths.update({f"plot:{layer}": p for layer, p in plots.items()})
         paths["markdown"].write_text(self._markdown(out, plots))

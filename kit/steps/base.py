@@ -106,15 +106,15 @@ def key_rows(cls: type) -> list[list[str]]:
 
 # -- readers for values that are not a plain scalar ---------------------------------------------------------------
 
-def pair_reader(what: str, example: str) -> Reader:
-    """"RxC" text as a pair of positive integers (block shapes, image sizes)."""
+def pair_reader(what: str, example: str, most: int = 16384) -> Reader:
+    """"RxC" text as a pair of integers from 1 to `most` (block shapes, image sizes)."""
     def read(v: TomlFile, t: dict, path: tuple, name: str, default: Any) -> Any:
         value = v.get(t, path, name, str, None)
         if value is None:
             return default
         m = re.fullmatch(r"\s*(\d+)\s*x\s*(\d+)\s*", value)
-        if not m or int(m.group(1)) < 1 or int(m.group(2)) < 1:
-            v.fail((*path, name), f"is {value!r}, not {what}", example)
+        if not m or not (1 <= int(m.group(1)) <= most and 1 <= int(m.group(2)) <= most):
+            v.fail((*path, name), f"is {value!r}, not {what}", f"{example}; each side 1 to {most}")
         return int(m.group(1)), int(m.group(2))
     return read
 

@@ -22,7 +22,14 @@ from kit.steps.base import (
 GRANULARITIES = ("unstructured", "block", "2:4")
 PRUNE_METHODS = ("magnitude", "soft", "learned", "iterative")
 MASK_GRANULARITIES = ("unstructured", "filter")  # granularities of the soft and learned methods
-IMPORTANCE = ("magnitude", "gradient", "taylor", "fisher")
+
+
+def _importance() -> tuple[str, ...]:
+    """The weight-importance criteria registered in kit.techniques.criteria."""
+    from kit.techniques.criteria import WEIGHT_CRITERIA
+
+    return tuple(WEIGHT_CRITERIA)
+
 SCOPES = ("layer", "global")
 THRESHOLD_KINDS = ("absolute", "relative", "score")
 GATES = ("ste", "sigmoid")
@@ -36,7 +43,7 @@ METHOD_KEYS = {
     "iterative": {"scope", "importance", "cycles", "threshold", "threshold_kind"},
 }
 _SPARSITY = {"type": float, "check": fraction, "allowed": "0 <= x < 1"}
-_BLOCK = pair_reader("a block shape", "write rows x cols, e.g. \"1x4\" or \"1x16\"")
+_BLOCK = pair_reader("a block shape", "write rows x cols, e.g. \"1x4\" or \"1x16\"", most=256)
 
 
 @dataclass
@@ -82,7 +89,7 @@ class PruneStep:
                                            read=_overrides, shape="[prune.layers.\"name or regex\"]", factory=dict)
     method: str = key("magnitude", "magnitude (TF-MOT) | soft | learned | iterative", choices=PRUNE_METHODS)
     scope: str = key("layer", "soft/learned/iterative: rank per layer or over all layers together", choices=SCOPES)
-    importance: str = key("magnitude", "iterative: how weights are ranked", choices=IMPORTANCE)
+    importance: str = key("magnitude", "iterative: how weights are ranked", choices=_importance)
     cycles: int = key(3, "iterative: prune-retrain rounds (1 = one-shot)", type=int,
                       check=lambda x: 1 <= x <= 100, allowed="1 to 100")
     threshold: float | None = key(None, "iterative: prune under a threshold instead of to final_sparsity",

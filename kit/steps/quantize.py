@@ -17,6 +17,8 @@ def _modes(v, t: dict, path: tuple, name: str, default: Any) -> list[str]:
     for m in modes:
         if m not in QUANT_MODES:
             v.fail((*path, name), f"{m!r} is not a quantization mode", f"use {' | '.join(QUANT_MODES)}")
+    if not modes:
+        v.fail((*path, name), "lists no mode: the run would make no artifact", f"use {' | '.join(QUANT_MODES)}")
     if len(set(modes)) != len(modes):
         v.fail((*path, name), "lists a mode twice")
     return list(modes)

@@ -107,12 +107,54 @@ def fit(model, x: np.ndarray, y: np.ndarray, step: FinetuneStep, teacher=None, e
             history.val_accuracy.append(logs.get("val_accuracy"))
             history.loss.append(float(logs.get("loss", float("nan"))))
 
-    cbs = [*extra_callbacks, _Record()]
+    steps = -(-len(x_fit) // step.batch_size)
+
+    class _RecalibrateBN(keras.callbacks.Callback):
+        # BatchNormalization's moving statistics move with momentum 0.99 per step: after the few dozen steps of a
+        # small-data fine-tune they still describe the dense model, not the pruned one, and validation, the
+        # next steps and the shipped model run on them. Re-estimate them from the training inputs at
+        # the end of every epoch, before Keras validates.
+        def on_train_batch_end(self, batch, logs=None):
+            if batch + 1 == steps:
+                recalibrate_batchnorm(model, x_fit)
+
+    cbs = [*extra_callbacks, _RecalibrateBN(), _Record()]
     if progress:
         cbs.append(_progress_bar(epochs or step.epochs))
     model.fit(x_fit, packed(x_fit, y_fit), epochs=epochs or step.epochs, batch_size=step.batch_size,
               validation_data=validation, verbose=0, callbacks=cbs, shuffle=True)
     return history
+
+
+def recalibrate_batchnorm(model, x: np.ndarray, max_samples: int = 2048) -> None:
+    """Set every BatchNormalization's moving mean and variance to the statistics of its inputs over `x`.
+
+    One inference-mode pass in which only the BN layers normalize with (and store) the batch statistics: Dropout
+    stays off, and TF-MOT's pruning step and masks do not move (they only update with training=True).
+    """
+    import tf_keras as keras
+
+    from kit.techniques.prune import _flat_layers
+
+    bns = [layer for layer in _flat_layers(model) if isinstance(layer, keras.layers.BatchNormalization)]
+    if not bns or len(x) < 2:
+        return
+    saved = [(layer.momentum, layer.trainable) for layer in bns]
+    for layer in bns:
+        layer.momentum, layer.trainable = 0.0, True  # a frozen BN layer ignores training=True
+        layer.call = _batch_statistics_call(type(layer).call.__get__(layer))
+    try:
+        model(x[:max_samples], training=False)
+    finally:
+        for layer, (momentum, trainable) in zip(bns, saved):
+            layer.momentum, layer.trainable = momentum, trainable
+            del layer.call
+
+
+def _batch_statistics_call(call):
+    def batch_statistics(inputs, training=None, **kwargs):
+        return call(inputs, training=True)
+    return batch_statistics
 
 
 def augmented(x: np.ndarray, y: np.ndarray, augment: Augment, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

@@ -13,6 +13,8 @@ from kit.core.errors import TargetError
 from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
 
 RUNNER = Path(__file__).with_name("litert_runner.py")
+#: how a latency measured under an emulator is labelled (profile `extra.emulated`, e.g. "qemu-user")
+EMULATED_LATENCY = "emulated ({how}), not comparable"
 
 
 def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None,
@@ -76,3 +78,15 @@ def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw
         notes=notes,
         raw_output=raw_output,
     )
+
+
+def mark_emulated(result: ProfileResult, how: str) -> ProfileResult:
+    """Label a result whose device is an emulator: outputs and loadability are real, its latency is the
+    emulator's time on this host, so it is flagged `estimate` and never shown as a device measurement."""
+    label = EMULATED_LATENCY.format(how=how)
+    result.estimate = True
+    result.device.extra["emulated"] = how
+    result.device.extra["latency"] = label
+    result.notes.insert(0, f"latency {label}: an emulator's time on the host, not the device's; "
+                           "outputs and loadability are real")
+    return result

@@ -81,7 +81,7 @@ def test_sigkill_mid_run_then_resume(tmp_path, models):
     invocations = con.execute("SELECT id, status, planned, skipped FROM invocations ORDER BY started").fetchall()
     assert con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
     con.close()
-    assert [i[1] for i in invocations] == ["running", "finished"]  # the killed one never finished
+    assert [i[1] for i in invocations] == ["interrupted", "finished"]  # the killed one, marked on resume
     assert invocations[1][2:] == (JOBS, len(done_before))
     assert len([r for r in after if r[5] == invocations[1][0]]) == JOBS - len(done_before)
 

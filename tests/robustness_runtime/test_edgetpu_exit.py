@@ -1,0 +1,39 @@
+"""`kit edgetpu` exits non-zero when LiteRT refuses the model or no op maps to the Edge TPU."""
+from __future__ import annotations
+
+import json
+
+from kit.cli import main
+from tests.support.shared import shared_file
+
+#: a one-byte corruption of kws_ref_model.tflite that the .tflite reader accepts and LiteRT refuses
+LITERT_REFUSES = (52458, 30)
+
+
+def test_a_model_litert_refuses_exits_1_with_the_runtime_error(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))  # no compiler: the exit code comes from the check alone
+    data = bytearray(shared_file("models/mlperf-tiny/kws_ref_model.tflite").read_bytes())
+    offset, byte = LITERT_REFUSES
+    data[offset] = byte
+    model = tmp_path / "kws-bad.tflite"
+    model.write_bytes(bytes(data))
+    out_json = tmp_path / "r.json"
+    assert main(["edgetpu", str(model), "--json", str(out_json)]) == 1
+    err = capsys.readouterr().err
+    assert "error: LiteRT cannot load kws-bad.tflite:" in err
+    assert json.loads(out_json.read_text())["problems"][0].startswith("LiteRT cannot load")
+
+
+def test_a_float_model_with_no_op_for_the_edge_tpu_exits_1(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    model = shared_file("models/mlperf-tiny/ad01_fp32.tflite")
+    assert main(["edgetpu", str(model)]) == 1
+    captured = capsys.readouterr()
+    assert "0 of 10 ops can map" in captured.out
+    assert "no op of ad01_fp32.tflite can map to the Edge TPU" in captured.err
+
+
+def test_an_int8_model_that_maps_still_exits_0(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert main(["edgetpu", str(shared_file("models/mlperf-tiny/ad01_int8.tflite"))]) == 0
+    assert "error:" not in capsys.readouterr().err
