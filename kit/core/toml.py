@@ -59,11 +59,7 @@ class TomlFile:
         p = Path(path)
         if not p.is_file():
             raise FarmError(f"{what} {p} does not exist", f"create it; docs/farm.md has an example {what}")
-        try:
-            text = p.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as e:
-            raise FarmError(f"cannot read {what} {p}: {e}", f"a {what} is UTF-8 TOML text") from None
-        return cls(text, str(p), what)
+        return cls(read_text(p, what, FarmError), str(p), what)
 
     # -- locating ------------------------------------------------------------------------------
 
@@ -198,11 +194,15 @@ def load_named(name_or_path: str | Path, directory: Path, what: str) -> TomlFile
         path = directory / f"{name_or_path}.toml"
     if not path.is_file():
         raise KitError(f"no {what} {str(name_or_path)!r}", f"known {what}s: {', '.join(named_files(directory))}")
+    return TomlFile(read_text(path, what, KitError), str(path), what, error=KitError)
+
+
+def read_text(path: Path, what: str, error: type[KitError]) -> str:
+    """A TOML file's text; unreadable or not UTF-8 is `error`, naming the file."""
     try:
-        text = path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as e:
-        raise KitError(f"cannot read {what} {path}: {e}", f"a {what} is UTF-8 TOML text") from None
-    return TomlFile(text, str(path), what, error=KitError)
+        raise error(f"cannot read {what} {path}: {e}", f"a {what} is UTF-8 TOML text") from None
 
 
 def check_keys(doc: TomlFile, t: dict, path: KeyPath, allowed: set[str], what: str) -> None:
