@@ -644,7 +644,3 @@ def _reparsed(r: Recipe, base: Recipe) -> Recipe:
     if again != r:
         raise RuntimeError(f"internal error: the TOML of recipe {r.name!r} does not read back the same")
     return again
-
-
-#: the name older callers and tests know the recipe writer by
-recipe_toml = write_recipe

@@ -6,7 +6,8 @@ import pytest
 
 import kit  # noqa: F401
 from kit.convert import check as checks
-from kit.search.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget, recipe_toml,
+from kit.recipe import write_recipe as recipe_toml
+from kit.search.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget,
                          search, unpruned_recipe)
 from kit.core.errors import KitError, RecipeError
 from kit.recipe import LayerOverride, builtin_recipes, load_recipe, parse_recipe

@@ -182,7 +182,7 @@ def test_structured_recipe_gets_a_recovery_finetune():
 
 
 def test_structured_and_augment_recipes_write_back_as_toml():
-    from kit.search.budget import recipe_toml
+    from kit.recipe import write_recipe as recipe_toml
 
     r = load_recipe("lenet5-latency")
     r.structured.layers = {"fc1": 0.25}
