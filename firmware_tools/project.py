@@ -18,6 +18,8 @@ from string import Template
 import numpy as np
 
 from firmware_tools.arena import MemoryReport, measure_memory, with_margin
+from firmware_tools.boards import QEMU_BOARDS
+from firmware_tools.build import PREFIX_HEADER, check_tree, default_tree, render_makefile, render_sources_mk, select_sources
 from firmware_tools.c_array import render_model_array
 from firmware_tools.compress import METHODS, Compression, check_micro_model, compress_model
 from firmware_tools.estimate import Estimate, estimate
@@ -39,6 +41,8 @@ COMMAND_BYTES = 256
 _VERIFY_SAMPLES = 8
 MIN_BAUD, MAX_BAUD = 300, 16_000_000  # what UARTs of the supported boards can be set to
 _PROTOCOL_FILES = ("th_protocol.h", "th_protocol.c")
+#: stack reserved by the bare-metal linker scripts; TFLM's kernels need a few KB, CMSIS-NN a little more
+STACK_BYTES = 16 * 1024
 
 
 @dataclass
@@ -56,8 +60,17 @@ class FirmwareProject:
 
 
 def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "nucleo_l4r5zi",
-                     methods: tuple[str, ...] = METHODS, baud: int = 115200) -> FirmwareProject:
-    """Write the firmware project for `model_path` into `out_dir`; `methods=()` skips compression."""
+                     methods: tuple[str, ...] = METHODS, baud: int = 115200,
+                     tflm: str | Path | None = None, limits: Limits | None = None) -> FirmwareProject:
+    """Write the firmware project for `model_path` into `out_dir`; `methods=()` skips compression.
+
+    With `limits`, the per-tensor compression is the most compact one whose model flash and RAM (arena
+    with margin plus decompression memory, measured in the TFLM runtime) both fit; prune-DECODE saves
+    flash but decodes weights into RAM, so it is dropped first. Nothing fits: a KitError naming the numbers.
+
+    `tflm` is the TensorFlow Lite Micro tree the Makefile builds against (default: `KIT_TFLM_ROOT`, else
+    the shared pinned tree); without one the project has only the PlatformIO build.
+    """
     if board not in BOARDS:
         raise KitError(f"unknown board {board!r}", f"use one of {', '.join(BOARDS)}")
     if not isinstance(baud, int) or isinstance(baud, bool) or not MIN_BAUD <= baud <= MAX_BAUD:
@@ -69,13 +82,13 @@ def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "
     info = read_tflite(data)
     check_micro_model(info, where=str(path))
     resolver_methods(info)  # refuse ops without a TFLM kernel before any work
+    tree = check_tree(Path(tflm)) if tflm is not None else _optional_tree()
     out = _prepare_dir(Path(out_dir))
 
-    compression = compress_model(data, methods) if methods else None
+    compression, memory = _fit_limits(data, methods, limits or Limits(), str(path))
     model = compression.model if compression else data
     model_info = read_tflite(model)
     ops = resolver_methods(model_info)
-    memory = measure_memory(model)
     if compression and compression.compressed:
         _verify_identical(data, model, info, memory.arena.min_bytes)
     arena_size = with_margin(memory.arena_bytes)
@@ -90,6 +103,9 @@ def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "
     files["src/op_resolver.h"], files["src/op_resolver.cc"] = render_resolver(ops)
     files["src/model_settings.h"] = _settings_header(values)
     files["src/main.cpp"] = _template("firmware/main.cpp", values)
+    files["src/kit_runner.cc"] = _template("firmware/kit_runner.cc", values)
+    files["src/kit_runner.h"] = (TEMPLATES / "firmware/kit_runner.h").read_text()
+    files.update(_make_files(path.stem, ops, tree))
     files["platformio.ini"] = _template("firmware/platformio.ini", values)
     files["lib/tflite-micro/library.json"] = (TEMPLATES / "firmware/library.json").read_text()
     files["README.md"] = _template("firmware/README.md", values)
@@ -110,6 +126,63 @@ def generate_project(model_path: str | Path, out_dir: str | Path, board: str = "
     project = FirmwareProject(out, board, len(data), compression, memory, arena_size, ops, est, written, missing)
     (out / MANIFEST).write_text(dumps(_manifest(project, path)))
     return project
+
+
+@dataclass(frozen=True)
+class Limits:
+    """A board's or device class's memory (`max_flash_bytes`, `max_ram_bytes`); None: no limit."""
+
+    flash_bytes: int | None = None
+    ram_bytes: int | None = None
+
+    def problems(self, flash: int, ram: int, what: str) -> list[str]:
+        out = []
+        if self.flash_bytes is not None and flash > self.flash_bytes:
+            out.append(f"{what} flash {flash:,} B > max_flash_bytes {self.flash_bytes:,} B")
+        if self.ram_bytes is not None and ram > self.ram_bytes:
+            out.append(f"{what} RAM {ram:,} B > max_ram_bytes {self.ram_bytes:,} B")
+        return out
+
+
+def _fit_limits(data: bytes, methods: tuple[str, ...], limits: Limits, where: str) -> tuple[Compression | None, MemoryReport]:
+    """The first of: `methods`, then without prune (it moves weights into RAM), then none, that fits `limits`."""
+    plans = [methods, tuple(m for m in methods if m != "prune"), ()]
+    tried: list[str] = []
+    for plan in dict.fromkeys(plans):
+        compression = compress_model(data, plan) if plan else None
+        model = compression.model if compression else data
+        memory = measure_memory(model)
+        ram = with_margin(memory.arena_bytes) + memory.decompression_memory_bytes
+        problems = limits.problems(len(model), ram, "model")
+        if not problems:
+            return compression, memory
+        tried.append(f"{'+'.join(plan) or 'none'}: " + "; ".join(problems))
+    raise KitError(f"{where} does not fit the board with any compression:\n  " + "\n  ".join(tried),
+                   "prune or structurally shrink the model (kit compress --recipe mcu), or choose a device "
+                   "with more memory")
+
+
+def _optional_tree() -> Path | None:
+    tree = default_tree()
+    return check_tree(tree) if tree is not None else None
+
+
+def _make_files(name: str, ops: list[tuple[str, str]], tree: Path | None) -> dict[str, str]:
+    """The Makefile build: sources for this model's ops, board support, one linker script per QEMU board."""
+    if tree is None:
+        return {}
+    files = {"Makefile": render_makefile(tree, _c_comment(name)),
+             "tflm_sources.mk": render_sources_mk(select_sources(tree, [method for _, method in ops])),
+             "src/tflm_prefix.h": PREFIX_HEADER,
+             "src/host/platform_host.cc": (TEMPLATES / "host/platform_host.cc").read_text()}
+    for rel in ("startup.c", "platform_cmsdk.c", "syscalls.c", "cxx_support.cc"):
+        files[f"src/bare/{rel}"] = (TEMPLATES / "bare" / rel).read_text()
+    for board_name, b in QEMU_BOARDS.items():
+        files[f"src/bare/{board_name}.ld"] = Template((TEMPLATES / "bare/link.ld").read_text()).substitute(
+            board=board_name, core=b.core.name, flash_origin=f"0x{b.flash_origin:08x}",
+            flash_length=f"0x{b.flash_length:x}", ram_origin=f"0x{b.ram_origin:08x}",
+            ram_length=f"0x{b.ram_length:x}", stack_bytes=str(STACK_BYTES))
+    return files
 
 
 def _prepare_dir(out: Path) -> Path:

@@ -6,13 +6,13 @@ reshaped to the model's input shape when the element counts agree.
 from __future__ import annotations
 
 import gzip
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from kit.core.errors import DataError
+from kit.core.paths import shared_dir
 
 BUILTIN = ("digits", "mnist5k")
 _NPZ_KEYS = ("x_train", "y_train", "x_test", "y_test")
@@ -77,16 +77,6 @@ def _digits(seed: int) -> Dataset:
     n_test = len(x) // 5
     return Dataset("digits", x[n_test:], y[n_test:], x[:n_test], y[:n_test], x[n_test:n_test + 500],
                    f"scikit-learn digits 8x8: {len(x) - n_test} train / {n_test} test (shuffled, seed {seed})")
-
-
-def shared_dir() -> Path | None:
-    """The read-only `shared/` folder next to the project checkout, when present."""
-    candidates = [os.environ.get("PRUNEKIT_SHARED"), Path.cwd().parent / "shared",
-                  Path(__file__).resolve().parents[2] / "shared"]
-    for c in candidates:
-        if c and (Path(c) / "data" / "mnist").is_dir():
-            return Path(c)
-    return None
 
 
 def read_idx(path: Path) -> np.ndarray:

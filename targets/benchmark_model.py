@@ -160,12 +160,12 @@ def parse_benchmark_output(text: str) -> BenchmarkOutput:
                 if columns is not None:
                     continue
                 table = None
-            elif line.startswith("\t"):
+            else:
                 row = _op_row(line, columns)
                 if row is not None:
                     table.append(row)
-                continue
-            else:
+                if row is not None or line.startswith("\t"):
+                    continue
                 table, columns = None, None
         if stripped.startswith("count="):
             parsed = _parse_stats(stripped)
@@ -301,8 +301,11 @@ def _init_overall(line: str) -> tuple[float | None, float | None]:
 
 
 def _header_columns(line: str) -> list[str] | None:
-    """`\t[node type]\t[start]\t…` -> normalised column names, or None if not a header."""
+    """`\t[node type]\t[start]\t…` (or space-aligned, as LiteRT's profile summary prints it) -> normalised
+    column names, or None if not a header."""
     cells = [c.strip() for c in line.split("\t") if c.strip()]
+    if len(cells) == 1 and "\t" not in line:
+        cells = re.findall(r"\[[^\]]*\]", line) if re.fullmatch(r"(\s*\[[^\]]*\])+\s*", line) else cells
     if not cells or not all(c.startswith("[") and c.endswith("]") for c in cells):
         return None
     names = [re.sub(r"\s+", "", c[1:-1].lower()) for c in cells]
@@ -310,9 +313,14 @@ def _header_columns(line: str) -> list[str] | None:
 
 
 def _op_row(line: str, columns: list[str]) -> OpRow | None:
-    cells = [c.strip() for c in line.split("\t")]
-    if cells and cells[0] == "":
-        cells = cells[1:]
+    if "\t" in line:
+        cells = [c.strip() for c in line.split("\t")]
+        if cells and cells[0] == "":
+            cells = cells[1:]
+    else:
+        cells = _aligned_cells(line, columns)
+        if cells is None:
+            return None
     if len(cells) != len(columns):
         return None
     row = dict(zip(columns, cells))
@@ -340,6 +348,30 @@ def _op_row(line: str, columns: list[str]) -> OpRow | None:
         mem_kb=num("memkb"),
         times_called=int(times) if times is not None else None,
     )
+
+
+def _aligned_cells(line: str, columns: list[str]) -> list[str] | None:
+    """Cells of a space-aligned row: the node type may hold spaces (`Delegate/Convolution (NHWC, QC8) IGEMM`),
+    so the row is split at the first run of as many numbers as there are numeric columns."""
+    tokens = line.split()
+    numeric = len(columns) - 1 - (columns[-1] == "name")
+    for i in range(1, len(tokens) - numeric + 1):
+        if all(_float(t.rstrip("%")) is not None for t in tokens[i:i + numeric]):
+            rest = tokens[i + numeric:]
+            if (columns[-1] == "name") != bool(rest):
+                continue
+            return [" ".join(tokens[:i]), *tokens[i:i + numeric], *([" ".join(rest)] if rest else [])]
+    return None
+
+
+def parse_op_summary(text: str) -> OpProfile | None:
+    """The op tables of LiteRT's profile summary (`LiteRtGetProfileSummary`, the same tables as
+    `benchmark_model --enable_op_profiling`, space-aligned); None when it holds no table."""
+    profile = parse_benchmark_output("Operator-wise Profiling Info for Regular Benchmark Runs:\n" + text + "\n").op_profile
+    if profile is None or not (profile.run_order or profile.by_node_type):
+        return None
+    profile.timings = None  # its `Timings` line sums all profiled runs; the per-run figures are the tables
+    return profile
 
 
 def _classify(stats: list[tuple[int | None, RunStats]],

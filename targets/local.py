@@ -19,7 +19,10 @@ from targets.uri import TargetURI
 
 @dataclass
 class LocalOptions:
-    """The host needs no options; the class exists so that a stray `--option` is refused by name."""
+    """`--option KEY=VALUE` of the host; anything else is refused by name."""
+
+    #: per-op times from LiteRT's own profiler after the timed runs (`ProfileResult.op_profile`)
+    op_profiling: bool = False
 
 
 class LocalTarget(Target):
@@ -44,7 +47,7 @@ class LocalTarget(Target):
         return Deployment(artifact=ArtifactRef.of(artifact), location=str(artifact))
 
     def _run_runner(self, model: Path, settings: RunSettings) -> tuple[dict[str, Any], str]:
-        cmd = [sys.executable, str(RUNNER), *runner_args(str(model), settings)]
+        cmd = [sys.executable, str(RUNNER), *runner_args(str(model), settings, op_profiling=self.options.op_profiling)]
         if settings.core_mask:
             if shutil.which("taskset") is None:
                 raise TargetError("a core mask was given but `taskset` is not installed", "install util-linux")

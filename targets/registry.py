@@ -20,6 +20,7 @@ TARGETS: dict[str, str] = {
     "rfc2217": "targets.serial:SerialTarget",
     "socket": "targets.serial:SerialTarget",
     "loop": "targets.serial:SerialTarget",
+    "qemu": "targets.qemu:QemuTarget",
 }
 
 
@@ -38,4 +39,8 @@ def get_target(uri: str | TargetURI, profile: str | DeviceProfile | None = None,
     """`get_target("ssh://pi@board", profile="raspberry-pi-5", trust_on_first_use=False)`."""
     parsed = uri if isinstance(uri, TargetURI) else parse_target_uri(uri)
     spec = load_profile(profile) if isinstance(profile, str) else profile
-    return target_class(parsed.scheme)(parsed, spec, **options)
+    cls = target_class(parsed.scheme)
+    if parsed.query and not getattr(cls, "uri_query", False):  # it would be ignored, not applied
+        raise KitError(f"target {parsed.raw!r} gives ?{', '.join(sorted(parsed.query))}, but {parsed.scheme} "
+                       "targets read no options from the URI", "give options with --option KEY=VALUE")
+    return cls(parsed, spec, **options)

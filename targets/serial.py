@@ -162,23 +162,32 @@ class _Link:
     # -- commands --------------------------------------------------------------------------------
 
     def exchange(self, command: str, timeout: float, complete: Callable[[list[str]], bool] | None = None,
-                 record: bool = True) -> list[str]:
+                 record: bool = True, first_line: float | None = None) -> list[str]:
         """Send a command; return its answer lines up to `m-ready` (excluded).
 
         A boot banner means the board reset. If `complete(lines)` holds but
         `m-ready` was lost, the answer is accepted and the link resynchronised.
+        `first_line`: seconds within which the answer must start, for a command whose whole answer may take
+        `timeout` but whose first line a board sends at once (`infer` says m-warmup-start before working), so
+        that a board gone quiet costs seconds, not `timeout` per attempt.
         """
         self.send(command, record)
-        deadline = time.monotonic() + timeout
+        started = time.monotonic()
+        deadline = started + timeout
         lines: list[str] = []
         self.last_lines, self.arrivals = lines, []
         while True:
-            line = self.read_line(deadline)
+            waiting_first = first_line is not None and not lines
+            line = self.read_line(min(deadline, started + first_line) if waiting_first else deadline)
             if line is None:
                 if complete is not None and complete(lines):
                     self.transcript.append("! m-ready lost; resynchronising")
                     self.resync()
                     return lines
+                if waiting_first:
+                    raise _NoAnswer(f"no answer to `{command}` from {self.where} within {first_line:.1f} s "
+                                    "(a board starts this answer at once)",
+                                    "the board may have hung; raise ?line_timeout= if it is slow to answer")
                 raise _NoAnswer(f"no complete answer to `{command}` from {self.where} within {timeout:.1f} s",
                                 "lines so far: " + (" | ".join(lines) or "none"))
             if record:
@@ -195,10 +204,10 @@ class _Link:
                 deadline = min(deadline, time.monotonic() + self.line_timeout)
 
     def command(self, command: str, parse: Callable[[list[str]], T], timeout: float | None = None,
-                complete: Callable[[list[str]], bool] | None = None) -> T:
+                complete: Callable[[list[str]], bool] | None = None, first_line: float | None = None) -> T:
         """An idempotent command: on a lost or garbled answer, resynchronise and send it again."""
         def attempt() -> T:
-            value = parse(self.exchange(command, timeout or self.line_timeout, complete))
+            value = parse(self.exchange(command, timeout or self.line_timeout, complete, first_line=first_line))
             self.answered.append(command.split(" ", 1)[0])
             return value
 
@@ -313,8 +322,9 @@ class SerialOptions:
     connect_timeout: float = field(default=10.0, metadata={"min": 0.1})
     #: re-sends of an idempotent command after a lost or garbled answer
     retries: int = field(default=2, metadata={"min": 0})
-    #: timed `infer` batches the runs are split into (one latency sample each)
-    batches: int = field(default=1, metadata={"min": 1})
+    #: timed `infer` batches the runs are split into (one latency sample each): several by default, so that
+    #: min/median/max/std describe real samples rather than one batch mean
+    batches: int = field(default=5, metadata={"min": 1})
     chunk_bytes: int = field(default=protocol.CHUNK_BYTES, metadata={"min": 1})
     #: the flashed model's name, asserted when the firmware cannot load models over serial
     board_model: str | None = None
@@ -329,6 +339,8 @@ class SerialTarget(Target):
     """A board speaking the MLPerf Tiny protocol on any pyserial URL."""
 
     schemes = ("serial", "rfc2217", "socket", "loop")
+    #: reads `?baud=` (and pyserial's URL options) from the URI; `get_target` refuses a query elsewhere
+    uri_query = True
 
     def __init__(self, uri: TargetURI, profile: DeviceProfile | None = None, **options: Any):
         super().__init__(uri, profile)
@@ -478,7 +490,8 @@ class SerialTarget(Target):
 
     @staticmethod
     def _infer(link: _Link, n: int, w: int, timeout: float) -> protocol.InferReply:
-        return link.command(f"infer {n} {w}", _check_infer(n, w), timeout, complete=_infer_complete)
+        return link.command(f"infer {n} {w}", _check_infer(n, w), timeout, complete=_infer_complete,
+                            first_line=link.line_timeout)
 
     def _energy_plan(self) -> dict[str, Any]:
         """{"method": "serial-meter", "port", "baud"} when a meter is configured, else {"method": None, "note"}."""

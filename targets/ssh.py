@@ -1,7 +1,9 @@
 """Linux boards over SSH (Raspberry Pi, Coral Dev Board, Jetson, any Linux with Python).
 
 The model and the self-contained runner (`targets/runner/litert_runner.py`)
-are copied by SFTP into a per-run directory made with `mktemp -d`, the runner
+are copied into a per-run directory made with `mktemp -d` (by SFTP, or with
+`cat > path` over an exec channel when the board's sshd has no SFTP
+subsystem, as on Dropbear and minimal images), the runner
 is started with the board's Python (`python3` unless `python=` says
 otherwise), its JSON line is read back, and the directory is removed with
 `rm -rf` whatever happened. Every word sent to the remote shell goes through
@@ -90,6 +92,8 @@ class SSHOptions:
     #: serial port of an external power meter on the host (`targets.energy`)
     meter: str | None = None
     meter_baud: int = field(default=115200, metadata={"min": 1})
+    #: per-op times from LiteRT's own profiler on the board after the timed runs (`ProfileResult.op_profile`)
+    op_profiling: bool = False
 
 
 @dataclass
@@ -138,6 +142,8 @@ class SSHTarget(Target):
         self._client = None
         self._probe_cache: dict[str, Any] | None = None
         self._live_dirs: set[str] = set()
+        #: whether the board's sshd has the SFTP subsystem (None: not tried yet)
+        self._sftp: bool | None = None
 
     # -- connection ---------------------------------------------------------------------------------
 
@@ -393,15 +399,39 @@ class SSHTarget(Target):
         return deployment
 
     def _upload(self, files: list[tuple[Path, str, str]]) -> None:
-        """Copy (local path, remote path, what) triples over one SFTP session."""
+        """Copy (local path, remote path, what) triples: over one SFTP session when the board's sshd has the
+        SFTP subsystem, else through `cat > path` on an exec channel (boards built without sftp-server)."""
+        if self._sftp is not False:
+            sftp = self._open_sftp()
+            if sftp is not None:
+                self._sftp = True
+                return self._sftp_put(sftp, files)
+            self._sftp = False
+            log.info("%s offers no SFTP subsystem; copying files over the exec channel", self.where)
+        for local, remote, what in files:
+            self._exec_put(local, remote, what)
+
+    def _open_sftp(self):
+        """An SFTP client, or None when the server refuses the subsystem (the connection itself is fine)."""
         import paramiko
 
         transport = self._connect()
-        what, remote = "", ""
         try:
             sftp = paramiko.SFTPClient.from_transport(transport)
+        except Exception as e:  # paramiko: SSHException "Channel closed." / EOFError when there is no subsystem
+            if not transport.is_active():
+                raise self._lost_error("opening SFTP", transport.get_exception() or e) from None
+            return None
+        if sftp is None:
+            return None
+        sftp.get_channel().settimeout(max(self.connect_timeout, 60.0))
+        return sftp
+
+    def _sftp_put(self, sftp, files: list[tuple[Path, str, str]]) -> None:
+        transport = self._connect()
+        what, remote, local = "", "", None
+        try:
             try:
-                sftp.get_channel().settimeout(max(self.connect_timeout, 60.0))
                 for local, remote, what in files:
                     sftp.put(str(local), remote, confirm=True)
             finally:
@@ -409,8 +439,38 @@ class SSHTarget(Target):
         except Exception as e:  # SFTP errors are IOError/SSHException/EOFError depending on where it broke
             if not transport.is_active():
                 raise self._lost_error(f"copying {what or 'files'}", transport.get_exception() or e) from None
-            raise TargetError(f"copying {what or 'files'} to {self.where}:{remote} failed: {e}",
-                              "check free space on the board") from None
+            raise TargetError(f"copying {what or 'files'} to {self.where}:{remote} over SFTP failed: {e}",
+                              self._copy_hint(remote, local)) from None
+
+    def _exec_put(self, local: Path, remote: str, what: str) -> None:
+        data = local.read_bytes()
+        quoted = shlex.quote(remote)
+        res = self._run_checked(f"cat > {quoted} && wc -c < {quoted}", max(60.0, self.connect_timeout),
+                                f"copying {what}", stdin=data)
+        written = res.stdout.strip()
+        if res.rc != 0 or written != str(len(data)):
+            cause = (res.stderr.strip().splitlines() or [f"cat exited with {res.rc}"])[-1]
+            if res.rc == 0:
+                cause = f"{written or 'no'} of {len(data)} bytes arrived"
+            raise TargetError(f"copying {what} to {self.where}:{remote} through `cat` failed: {cause}",
+                              self._copy_hint(remote, local))
+
+    def _copy_hint(self, remote: str, local: Path | None) -> str:
+        """Name the likely cause from what the board says about the folder: full, read-only or missing."""
+        folder = remote.rsplit("/", 1)[0] or "/"
+        try:
+            res = self.execute(["df", "-Pk", folder], timeout=20, what="reading free space")
+            free = parse_df(res.stdout) if res.rc == 0 else None
+            writable = self._run_checked(f"test -w {shlex.quote(folder)}", 20, "checking the folder").rc == 0
+        except TargetError:
+            return "the board stopped answering while the copy failed; check it and retry"
+        size = local.stat().st_size if local is not None and local.is_file() else None
+        if free is not None and size is not None and free < size:
+            return f"{folder} on the board has {free:,} bytes free and the file needs {size:,}: free space there"
+        if not writable:
+            return f"{folder} is not writable for {self.user} on the board (or does not exist)"
+        room = f"{free:,} bytes free in {folder}" if free is not None else "free space unknown"
+        return f"the board reported the error above ({room}); check its sshd log"
 
     def run(self, deployment: Deployment, settings: RunSettings) -> dict[str, Any]:
         if settings.delegate in ("gpu", "nnapi"):
@@ -423,7 +483,8 @@ class SSHTarget(Target):
         if settings.input_path:
             remote_input = f"{deployment.location}/input.npy"
             self._upload([(Path(settings.input_path), remote_input, "the input batch")])
-        args = runner_args(deployment.state["model"], settings, delegate_library=library, input_path=remote_input)
+        args = runner_args(deployment.state["model"], settings, delegate_library=library, input_path=remote_input,
+                           op_profiling=self.options.op_profiling)
         cmd = [self.python, deployment.state["runner"], *args]
         if settings.core_mask:
             if "taskset" not in self._probe()["tools"]:

@@ -38,9 +38,10 @@ def parse_target_uri(text: str) -> TargetURI:
     if not text:
         raise KitError("empty target", "use e.g. --target local or --target ssh://pi@raspberrypi")
     if "://" not in text:
-        # bare words: `local`, `edgetpu+local`
-        if text.replace("+", "").isalnum():
-            return TargetURI(raw=text, scheme=text.lower())
+        # bare words: `local`, `edgetpu+local`, with a query if one is given (refused by targets that read none)
+        word, _, query = text.partition("?")
+        if word.replace("+", "").isalnum():
+            return TargetURI(raw=text, scheme=word.lower(), query=dict(parse_qsl(query)))
         raise KitError(f"cannot parse target {text!r}", "a target is `local` or a URI such as ssh://user@host:22")
     parts = urlsplit(text)
     try:

@@ -17,10 +17,11 @@ import argparse
 from pathlib import Path
 
 from kit.core.errors import KitError
+from kit.core.metrics import TASK_CHOICES
 from kit.core.paths import check_output_dir
-from kit.pipeline.manifest import MANIFEST
-from kit.pipeline.report import COMPARISON_HEADERS, comparison_rows
 from kit.core.tables import format_table
+from kit.pipeline.manifest import MANIFEST
+from kit.pipeline.report import comparison_headers, comparison_rows
 
 #: written first into every output folder, so a run that stopped before its manifest can be repeated there
 OUTPUT_MARK = ".kit-compress"
@@ -35,6 +36,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="write into a non-empty output folder that another tool made (files of the same name are "
                         "replaced)")
     p.add_argument("--eval-samples", type=int, default=None, help="evaluate on the first N test samples only")
+    p.add_argument("--task", choices=TASK_CHOICES, default=None,
+                   help="what the model computes, which picks the figures and the accuracy gate's metric (default: "
+                        "the recipe's [convert] task, else detected: outputs shaped like the inputs = autoencoder, "
+                        "integer labels indexing the outputs = classifier)")
     p.add_argument("--budget", default=None, metavar="accuracy-drop=P",
                    help="choose per-layer sparsity so every shipped artifact loses at most P top-1 points on a "
                         "validation split")
@@ -63,11 +68,16 @@ def run(args: argparse.Namespace) -> int:
             raise KitError("--objective and --target choose what the budget search optimizes",
                            "add --budget accuracy-drop=P, or drop them")
         return _plain(args)
+    if args.task not in (None, "auto", "classification"):
+        raise KitError(f"--budget searches per-layer sparsity by top-1, so it needs a classifier, not --task {args.task}",
+                       "drop --budget and compress with a post-training recipe (quantize, convert)")
     if args.eval_samples is not None:
         raise KitError("--eval-samples cannot be combined with --budget",
                        "the budget search reports the whole test split; drop --eval-samples")
     if args.max_probes < 1:
         raise KitError(f"--max-probes must be at least 1, got {args.max_probes}")
+    if not 0.0 < args.val_fraction < 0.5:  # the search checks it too, but only after training the model
+        raise KitError(f"--val-fraction must be between 0 and 0.5, got {args.val_fraction}")
     from kit.search.budget import parse_budget, search
 
     budget = parse_budget(args.budget)
@@ -76,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
                     objective=args.objective or "size", target=args.target, val_fraction=args.val_fraction,
                     max_probes=args.max_probes, sigmas=args.sigmas)
     print()
-    print(format_table(COMPARISON_HEADERS, comparison_rows(result.run)))
+    print(format_table(comparison_headers(result.run), comparison_rows(result.run)))
     print(f"\nper-layer sparsity chosen for {result.budget} ({result.objective}):")
     print(result.layer_table())
     print()
@@ -91,9 +101,10 @@ def _plain(args: argparse.Namespace) -> int:
     from kit.pipeline.compress import compress
 
     _mark_output(args.out)
-    result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out, eval_samples=args.eval_samples)
+    result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out, eval_samples=args.eval_samples,
+                      task=args.task)
     print()
-    print(format_table(COMPARISON_HEADERS, comparison_rows(result)))
+    print(format_table(comparison_headers(result), comparison_rows(result)))
     print(f"\nwrote {result.out_dir}/ (manifest.json, report.md) in {result.seconds['total']:.0f} s")
     if not result.shipped:
         convert = result.steps.get("convert")

@@ -12,6 +12,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k", help="digits | mnist5k | .npz (default: mnist5k)")
     p.add_argument("--recipe", default="default")
     p.add_argument("-o", "--out", default="demo-out")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty output folder that another tool made (files of the same name are "
+                        "replaced)")
     p.add_argument("--runs", type=int, default=200, help="timed runs per artifact on the host")
 
 
@@ -22,7 +25,12 @@ def run(args: argparse.Namespace) -> int:
     from kit.core.tables import format_table
     from targets.base import RunSettings
     from targets.registry import get_target
+    from kit.commands.compress import OUTPUT_MARK
+    from kit.core.paths import check_output_dir
+    from kit.pipeline.manifest import MANIFEST
 
+    settings = RunSettings(runs=args.runs, warmup=20)  # refused now, not after the training
+    check_output_dir(args.out, (MANIFEST, OUTPUT_MARK), force=args.force)
     result = compress(args.model, recipe=args.recipe, data=args.data, out=args.out)
     print("\nprofiling on this host (LiteRT, 1 thread) ...")
     rows = []
@@ -31,7 +39,7 @@ def run(args: argparse.Namespace) -> int:
         for a in [result.baseline, *result.artifacts]:
             lit = a.check_on("litert")
             if a.shipped and lit is not None and lit.loads:
-                p = host.profile(a.path, RunSettings(runs=args.runs, warmup=20))
+                p = host.profile(a.path, settings)
                 latency = p.latency.median_us
             else:
                 latency = None

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from kit.core.errors import KitError
 from kit.core.jsonio import dumps as strict_dumps
+from kit.core.paths import check_output_dir, check_output_file, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -39,6 +40,10 @@ def run(args: argparse.Namespace) -> int:
     model = Path(args.model)
     if not model.is_file():
         raise KitError(f"model file {model} does not exist")
+    if args.json_out:  # checked before the work: a result is not lost to a bad path afterwards
+        check_output_file(args.json_out, "--json file", overwrite=True)
+    if args.out_dir and not args.no_compile:
+        check_output_dir(args.out_dir, (), force=True, what="--out-dir folder")
     from kit.convert.check import load_error
 
     report = check_edgetpu_requirements(model)
@@ -63,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json_out:
         out = {"check": dataclasses.asdict(report), "compile": dataclasses.asdict(compiled) if compiled else None,
                "problems": problems}
-        Path(args.json_out).write_text(strict_dumps(out))
+        write_output(args.json_out, strict_dumps(out), "--json file")
         print(f"wrote {args.json_out}")
     for problem in problems:
         print(f"error: {problem}", file=sys.stderr)

@@ -27,7 +27,11 @@ def run(args: argparse.Namespace) -> int:
     from kit.farm.export import export_run, unresolved
     from kit.farm.rundata import load_run
     from kit.farm.choose import choose
+    from kit.core.paths import check_output_dir
 
+    for flag, folder in (("--android", args.android), ("--firmware", args.firmware)):
+        if folder:  # an app's assets folder holds other files: only a file or an unwritable place is refused
+            check_output_dir(folder, (), force=True, what=f"{flag} folder")
     run_data = load_run(args.run)
     choices = choose(run_data)
     written = export_run(run_data, choices, android=Path(args.android) if args.android else None,

@@ -1,19 +1,25 @@
-"""Generate an Arduino/PlatformIO firmware project that runs a full-int8 model with TFLite Micro.
+"""Generate a TFLite Micro firmware project for a full-int8 model, and optionally build it.
 
 The model is compressed with TFLite Micro's own DECODE formats (per tensor LUT
-for clustered weights, prune for sparse ones, or none: whichever is smallest),
-checked to give exactly the original outputs in the TFLM runtime, and written
-as a C array with a matching op resolver, the measured arena size and a main
-that speaks the MLPerf Tiny serial protocol.
+for clustered weights, prune for sparse ones, or none: whichever is smallest
+and fits --max-flash/--max-ram), checked to give exactly the original outputs
+in the TFLM runtime, and written as a C array with a matching op resolver, the
+measured arena size and a runner that speaks the MLPerf Tiny serial protocol.
+The project builds with its Makefile against a TFLM tree (host, Cortex-M QEMU
+boards) and with PlatformIO for real boards.
 
 Examples:
   kit firmware model_int8.tflite -o fw/
+  kit firmware model_int8.tflite -o fw/ --build mps2-an386 --kernels cmsis_nn --max-ram 262144
   kit firmware model_int8.tflite -o fw/ --board esp32-s3-devkitc-1 --compress prune
 """
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
+from firmware_tools.boards import TARGETS
 from firmware_tools.compress import METHODS
 from firmware_tools.project import BOARDS
 
@@ -28,14 +34,47 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--compress", default="auto", choices=_COMPRESS_CHOICES,
                    help="auto = per tensor the smaller of lut and prune; none = store the model as it is")
     p.add_argument("--baud", type=int, default=115200)
+    p.add_argument("--tflm", metavar="DIR", default=None,
+                   help="TensorFlow Lite Micro tree the project's Makefile builds against "
+                        "(default: $KIT_TFLM_ROOT, else ../shared/third_party/tflite-micro)")
+    p.add_argument("--build", metavar="TARGET", action="append", default=[], choices=TARGETS,
+                   help=f"also build the image now (repeatable): {', '.join(TARGETS)}; flash and RAM are then "
+                        "read from the linked ELF")
+    p.add_argument("--max-flash", type=int, default=None, metavar="BYTES",
+                   help="flash of the device: compression is chosen to fit, the built image is checked")
+    p.add_argument("--max-ram", type=int, default=None, metavar="BYTES",
+                   help="RAM of the device: prune-DECODE (weights decoded into RAM) is dropped if it does not fit")
+    p.add_argument("--json", action="store_true",
+                   help="print the project's figures (and each built image's) as strict JSON on stdout; "
+                        "the tables go to stderr")
+    p.add_argument("--kernels", default="reference", choices=("reference", "cmsis_nn"),
+                   help="TFLM kernels for --build (cmsis_nn: Cortex-M only)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from firmware_tools.project import generate_project
+    import contextlib
+    import json
+
+    from kit.core.jsonio import dumps
+
+    if not args.json:
+        return _run(args, {})
+    figures: dict = {}
+    with contextlib.redirect_stdout(sys.stderr):
+        code = _run(args, figures)
+    from firmware_tools.project import MANIFEST
+
+    figures["project"] = json.loads((Path(args.out) / MANIFEST).read_text())
+    print(dumps(figures))
+    return code
+
+
+def _run(args: argparse.Namespace, figures: dict) -> int:
+    from kit.api import firmware
     from kit.core.tables import format_table
 
-    methods = {"auto": METHODS, "none": ()}.get(args.compress, (args.compress,))
-    project = generate_project(args.model, args.out, board=args.board, methods=methods, baud=args.baud)
+    project = firmware(args.model, args.out, board=args.board, compress=args.compress, baud=args.baud, tflm=args.tflm,
+                       max_flash_bytes=args.max_flash, max_ram_bytes=args.max_ram)
     m, c, e = project.memory, project.compression, project.estimate
     rows = [
         ["flash (model)", f"{project.source_bytes} B", f"{m.flash_bytes} B"
@@ -62,5 +101,40 @@ def run(args: argparse.Namespace) -> int:
         print(f"warning: protocol sources {', '.join(project.protocol_missing)} were not found; "
               "the project will not build until they are added to src/")
     print(f"wrote {len(project.files) + 1} files to {project.out_dir}; build with: "
-          f"cd {project.out_dir} && pio run -e {project.board}   (TFLM tree needed, see README.md)")
+          f"make -C {project.out_dir} TARGET=mps2-an386 (or host), or pio run -e {project.board} (see README.md)")
+    problems: list[str] = []
+    figures["images"] = {}
+    for target in args.build:
+        sizes, found = _build(project.out_dir, target, args.kernels, args.tflm, args.max_flash, args.max_ram)
+        figures["images"][target] = sizes
+        problems += found
+    figures["problems"] = problems
+    if problems:
+        print("error: the linked image does not fit the device: " + "; ".join(problems), file=sys.stderr)
+        print("hint: prune or structurally shrink the model (kit compress --recipe mcu), or a device with more "
+              "memory", file=sys.stderr)
+        return 1
     return 0
+
+
+def _build(project, target: str, kernels: str, tflm: str | None, max_flash: int | None,
+           max_ram: int | None) -> tuple[dict | None, list[str]]:
+    """Build one image and print flash and RAM as the linked ELF holds them."""
+    from firmware_tools.build import build
+    from firmware_tools.image import read_image
+    from firmware_tools.project import Limits
+    from kit.core.tables import format_table
+
+    print(f"\nbuilding {target} ({kernels} kernels; the first build of a configuration compiles TFLM: minutes) ...",
+          flush=True)
+    built = build(project, target, kernels, Path(tflm) if tflm else None)
+    if target == "host":
+        print(f"built {built.image} in {built.seconds:.0f} s (runs the protocol on stdin/stdout)")
+        return None, []
+    i = read_image(built.image)
+    rows = [["flash", f"{i.flash_bytes:,}", f"model {i.model_bytes:,} + code and constants {i.code_bytes:,}"],
+            ["RAM", f"{i.ram_bytes:,}", (f"arena {i.arena_bytes:,} + decompression {i.decompression_bytes:,} + "
+                                        f"stack {i.stack_bytes:,} + static {i.static_bytes:,}")]]
+    print(format_table([f"{target} image", "bytes", "from the linked ELF"], rows))
+    print(f"built {built.image} in {built.seconds:.0f} s; run it: kit profile MODEL --target qemu://{target}")
+    return i.as_dict(), Limits(max_flash, max_ram).problems(i.flash_bytes, i.ram_bytes, f"{target} image")

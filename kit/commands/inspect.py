@@ -14,10 +14,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from dataclasses import asdict
 
+    from kit.api import inspect
     from kit.core.tables import format_table
-    from kit.core.tflite_file import read_tflite
 
-    info = read_tflite(args.model)
+    info = inspect(args.model)
     if args.json:
         d = asdict(info)
         d.update(weight_bytes=info.weight_bytes, graph_bytes=info.graph_bytes)

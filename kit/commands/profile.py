@@ -13,7 +13,7 @@ from pathlib import Path
 
 from kit.core.errors import KitError
 from kit.core.jsonio import dumps as strict_dumps
-from kit.core.paths import check_output_file
+from kit.core.paths import check_output_file, write_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -36,7 +36,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--benchmark-binary", default=None, help="ADB: path of TFLite's benchmark_model for the phone")
     p.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                    help="extra target option, repeatable")
-    p.add_argument("--json", dest="json_out", default=None, help="write the results as JSON to this file")
+    p.add_argument("--op-profiling", action="store_true",
+                   help="add per-op times from the runtime's own profiler (same as --option op_profiling=true)")
+    p.add_argument("--json", dest="json_out", nargs="?", const="-", default=None, metavar="FILE",
+                   help="write the results as strict JSON to FILE; `--json` alone (after the models) prints it "
+                        "instead of the tables")
 
 
 def target_options(args: argparse.Namespace) -> dict:
@@ -54,24 +58,44 @@ def target_options(args: argparse.Namespace) -> dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from targets.base import RunSettings
-    from targets.registry import get_target
+    from kit.api import profile_many, stderr_progress
     from kit.core.tables import profile_table
 
-    settings = RunSettings(threads=args.threads, warmup=args.warmup, runs=args.runs, delegate=args.delegate,
-                           core_mask=args.core_mask, input_path=args.input, timeout_s=args.timeout,
-                           instances=args.instances)
-    for m in args.model:
-        if not Path(m).is_file():
-            raise KitError(f"model file {m} does not exist")
-    if args.json_out:  # checked now: a measurement is not lost to a bad path after it ran
+    to_stdout = args.json_out == "-"
+    if args.json_out and not to_stdout:  # checked now: a measurement is not lost to a bad path after it ran
         check_output_file(args.json_out, "--json file", overwrite=True)
-    results = []
-    with get_target(args.target, args.device_profile, **target_options(args)) as target:
-        for m in args.model:
-            results.append(target.profile(m, settings))
+    if args.input:
+        from kit.core.input_batch import check_input_batch
+
+        check_input_batch(args.input, [m for m in args.model if Path(m).is_file()])
+    options = target_options(args)
+    results = profile_many(args.model, args.target, device_profile=args.device_profile, threads=args.threads,
+                           warmup=args.warmup, runs=args.runs, instances=args.instances, delegate=args.delegate,
+                           core_mask=args.core_mask, input=args.input, timeout_s=args.timeout,
+                           op_profiling=args.op_profiling, options=options, progress=stderr_progress)
+    text = strict_dumps([r.to_dict() for r in results])
+    if to_stdout:
+        print(text)
+        return 0
     print(profile_table(results))
+    for r in results:
+        print(op_table(r))
     if args.json_out:
-        Path(args.json_out).write_text(strict_dumps([r.to_dict() for r in results]))
+        write_output(args.json_out, text, "--json file")
         print(f"wrote {args.json_out}")
     return 0
+
+
+def op_table(result, top: int = 10) -> str:
+    """The per-op breakdown under the latency table: the slowest op types, or why there is none."""
+    from kit.core.tables import format_table
+
+    ops = result.op_profile
+    if not ops:
+        return ""
+    name = result.artifact.path.rsplit("/", 1)[-1]
+    if "unavailable" in ops:
+        return f"\n{name}: {ops['unavailable']}"
+    rows = [[o["op"], o["nodes"], o["avg_us"], f"{o['percent']:.1f}%"] for o in ops["by_type"][:top]]
+    return (f"\n{name}: time by op type ({ops['method']})\n"
+            + format_table(["op type", "nodes", "avg us", "share"], rows))

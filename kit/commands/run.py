@@ -49,6 +49,11 @@ def run(args: argparse.Namespace) -> int:
     if args.no_export:
         spec.export = ExportSpec(labels=spec.export.labels, normalisation=spec.export.normalisation,
                                  board=spec.export.board)
+    from kit.core.paths import check_output_dir
+
+    for key, folder in (("android", spec.export.android), ("firmware", spec.export.firmware)):
+        if folder is not None:  # before the jobs: the export comes last, after every measurement
+            check_output_dir(folder, (), force=True, what=f"[export] {key} folder")
     previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         outcome = run_pipeline(spec, quiet_progress=args.quiet)
@@ -57,13 +62,18 @@ def run(args: argparse.Namespace) -> int:
     report = outcome.report
     print(_choices_table(outcome.choices))
     failed = [o for o in report.outcomes if o.status == "failed"]
-    for o in failed:
-        print(f"failed: {o.job.label} on {o.device}: {o.error}")
+    lines, named = failure_lines(outcome.run_dir, outcome.invocation)
+    for line in lines:
+        print(line)
     for name, cause in report.unhealthy.items():
-        print(f"unhealthy: {name}: {cause}")
+        if name not in named:
+            print(f"unhealthy: {name}: {cause}")
     done = report.count("ok")
     print(f"{done} measured now, {outcome.skipped} from earlier runs, {len(failed)} failed, "
-          f"{report.count('cancelled')} not run; wall time {report.wall_s:.2f} s; results in {outcome.run_dir}")
+          f"{report.count('cancelled')} not run; results in {outcome.run_dir}")
+    print(f"wall time {outcome.wall_s:.1f} s: compression {outcome.compress_s:.1f} s, profiling on the devices "
+          f"{outcome.profile_s:.1f} s, the rest (planning, store, choice, export) "
+          f"{max(0.0, outcome.wall_s - outcome.compress_s - outcome.profile_s):.1f} s")
     if report.interrupted:
         print("interrupted: run the same command again to finish the remaining jobs", file=sys.stderr)
         return 130
@@ -74,6 +84,23 @@ def run(args: argparse.Namespace) -> int:
         print("some device class has no model that meets its constraints", file=sys.stderr)
         code = 1
     return code
+
+
+def failure_lines(run_dir, invocation: str) -> tuple[list[str], set[str]]:
+    """This invocation's failures, one entry per cause with its devices named (a dead device once, with its jobs);
+    and the devices named."""
+    from kit.farm.rundata import load_run
+
+    run = load_run(run_dir)
+    rows = [m for m in run.failed() if m["invocation"] == invocation]
+    lines: list[str] = []
+    for g in run.failure_groups(rows):
+        lines.append(g.headline())
+        lines += [f"    {line}" for line in g.cause.strip().splitlines()[1:]]
+        verb = "not measured" if g.device_lost else "failed"
+        each = f" (on each of {len(g.devices)} devices)" if len(g.devices) > 1 else ""
+        lines.append(f"    {g.jobs} job(s) {verb}: {', '.join(g.artifacts)}{each}")
+    return lines, {m["device"] for m in rows}
 
 
 def _interrupt(signum, frame) -> None:
@@ -116,7 +143,11 @@ def _choices_table(choices) -> str:
         if w is None:
             rows.append([c.device_class, "none", None, None, None, None, c.why_none])
         else:
-            latency = f"{w.latency_us / 1000:.3f} ms" + (" (estimate)" if w.estimate else "")
+            if w.measured_latency_us is not None and w.estimated_latency_us is not None:
+                latency = (f"{w.measured_latency_us / 1000:.3f} ms measured, {w.estimated_latency_us / 1000:.3f} ms "
+                           f"(estimate)")
+            else:
+                latency = f"{w.latency_us / 1000:.3f} ms" + (" (estimate)" if w.estimate else "")
             rows.append([c.device_class, w.artifact.label, w.artifact.format.name, w.artifact.bytes, latency,
                          None if w.artifact.accuracy is None else f"{w.artifact.accuracy:.2%}", ""])
     return format_table(["class", "chosen", "format", "bytes", "latency (worst device)", "accuracy", "why none"], rows)

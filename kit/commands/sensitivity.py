@@ -23,6 +23,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("model", help=".h5, .keras, SavedModel folder, or a built-in name (trained first)")
     p.add_argument("--data", required=True, help="digits | mnist5k | path to .npz")
     p.add_argument("-o", "--out", default="runs/sensitivity", help="output folder (default: runs/sensitivity)")
+    p.add_argument("--force", action="store_true",
+                   help="write into a non-empty output folder that another tool made (files of the same name are "
+                        "replaced)")
     p.add_argument("--ratios", default="0.5,0.7,0.9,0.95", help="comma-separated fractions to remove")
     p.add_argument("--structured", action="store_true", help="also remove whole output channels (kit.techniques.structured)")
     p.add_argument("--criterion", default="l1",
@@ -48,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     from kit.recipe import PruneStep
     from kit.search.sensitivity import analyze, split_validation
 
-    check_output_dir(args.out, "sensitivity.json", force=True)  # a file or unwritable place: refused before work
+    check_output_dir(args.out, "sensitivity.json", force=args.force)  # a file, unwritable, another tool's: refused
     ratios = _ratios(args.ratios)
     block = _block(args.block)
     data = load_data(args.data)

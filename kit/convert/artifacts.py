@@ -17,8 +17,15 @@ from kit.core.artifact import (
     first_correct,
     sha256_of,
 )
+from kit.core.metrics import (
+    MIN_COSINE,
+    describe_loss,
+    gate_figure,
+    gate_metric_doc,
+    loss_against,
+)
 from kit.core.tflite_file import read_tflite
-from kit.core.vocab import MIN_AGREEMENT
+from kit.core.vocab import MIN_AGREEMENT, check_runtimes
 from kit.data import Dataset
 
 if TYPE_CHECKING:
@@ -52,9 +59,16 @@ class Artifact(ArtifactRecord):
 
     @property
     def accuracy(self) -> float | None:
-        """Top-1 on the first runtime that runs the artifact correctly, in order of preference."""
+        """Top-1 on the first runtime that runs the artifact correctly, in order of preference (None for a model
+        that is not a classifier: see `figures`)."""
         c = first_correct(self.checks)
         return None if c is None else c.top1
+
+    @property
+    def figures(self) -> str:
+        """The task's figures on the first runtime that runs the artifact correctly, for logs and tables."""
+        c = first_correct(self.checks)
+        return "-" if c is None else figures_text(c)
 
     def to_dict(self) -> dict[str, Any]:
         """The manifest's entry: `fmt` (the precision) and `sparse` as earlier manifests spell them, and `format`."""
@@ -66,34 +80,56 @@ class Artifact(ArtifactRecord):
         }
 
 
+def figures_text(c: RuntimeCheck) -> str:
+    """`acc 97.50%` for a classifier; `mse 0.0123 cos 0.9990 auc 91.20%` for the others (what was measured)."""
+    if (c.task or "classification") == "classification":
+        return f"acc {_pct(c.top1)}"
+    parts = [f"mse {c.mse:.4g}" if c.mse is not None else None, f"cos {c.cosine:.4f}" if c.cosine is not None else None,
+             f"auc {_pct(c.auc)}" if c.auc is not None else None]
+    return " ".join(p for p in parts if p) or "-"
+
+
 @dataclass
 class AccuracyGate:
-    """Nothing ships that lost more than `max_drop` points of top-1 against the original model.
+    """Nothing ships that lost more than `max_drop` of the task's figure against the original model.
 
-    The artifact's accuracy on each target runtime is compared with the original model's float32 conversion on
-    the same runtime and the same test split (`baseline`), or with the original Keras model where that does not
-    run; agreement with the compressed Keras model alone cannot catch a model that collapsed while it was
-    compressed.
+    The figure (kit.core.metrics.gate_figure) is top-1 for a classifier (a loss in points), ROC AUC for an
+    autoencoder scored on 0/1 anomaly labels (points), else the reconstruction or regression MSE (a rise in
+    per cent of the original's). The artifact's figure on each target runtime is compared with the original
+    model's float32 conversion on the same runtime and the same test split (`baseline`), or with the original
+    Keras model where that does not run; agreement with the compressed Keras model alone cannot catch a model
+    that collapsed while it was compressed.
     """
 
     baseline: Artifact | None
     original_keras: float | None
-    max_drop: float  # points
+    max_drop: float  # points (top-1, AUC) or per cent (MSE)
+    task: str = "classification"
 
-    def reference(self, runtime: str) -> tuple[float | None, str]:
+    def reference(self, runtime: str, metric: str) -> tuple[float | None, str]:
         c = self.baseline.check_on(runtime) if self.baseline is not None else None
-        if c is not None and c.correct and c.top1 is not None:
-            return c.top1, f"the original model on {runtime}"
+        figure = gate_figure(self.task, c.to_dict()) if c is not None and c.correct else None
+        if figure is not None and figure[0] == metric:
+            return figure[1], f"the original model on {runtime}"
         return self.original_keras, "the original Keras model"
 
     def problem(self, a: Artifact, targets: tuple[str, ...]) -> str | None:
         for c in a.checks:
-            if c.runtime not in targets or not c.correct or c.top1 is None:
+            figure = gate_figure(self.task, c.to_dict()) if c.correct else None
+            if c.runtime not in targets or figure is None:
                 continue
-            ref, what = self.reference(c.runtime)
-            if ref is not None and 100 * (ref - c.top1) > self.max_drop + 1e-9:
-                return (f"loses {100 * (ref - c.top1):.2f} points of top-1 on {c.runtime} against {what} "
-                        f"({c.top1:.2%} vs {ref:.2%}; the budget is {self.max_drop:g} points)")
+            metric, value = figure
+            ref, what = self.reference(c.runtime, metric)
+            if ref is None:
+                continue
+            lost = loss_against(metric, value, ref)
+            if lost > self.max_drop + 1e-9:
+                figures = f"{describe_loss(metric, value, ref)}; the budget is {self.max_drop:g}"
+                if metric == "mse":
+                    return (f"loses accuracy: its MSE on {c.runtime} is {lost:.2f} per cent above {what}'s "
+                            f"({figures} per cent)")
+                return (f"loses {lost:.2f} points of {'ROC AUC' if metric == 'auc' else 'top-1'} on {c.runtime} "
+                        f"against {what} ({figures} points)")
         return None
 
     def advice(self, recipe: Recipe, artifacts: list[Artifact]) -> str:
@@ -104,16 +140,26 @@ class AccuracyGate:
                  "recover longer or gentler ([finetune] epochs, a lower learning_rate, [finetune.distill])",
                  "let `kit compress --budget accuracy-drop=P` choose per-layer sparsity",
                  f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g} points)"]
+        if self.task != "classification":  # nothing trains a non-classifier: the loss comes from quantization
+            hints = ["keep a float format ([quantize] mode = [\"none\"] or \"float16\")",
+                     ("calibrate int8 on more representative inputs (x_calib in the .npz, [quantize] "
+                     "calibration_samples)"), f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g})"]
+            return (f"{len(lost)} artifact(s) lost more than the budget ({gate_metric_doc(self.task)}) against the "
+                    "original model; try: " + "; ".join(hints))
         return (f"{len(lost)} artifact(s) lost more top-1 than the budget against the original model; try: "
                 + "; ".join(hints))
 
 
 def _problem(c: RuntimeCheck, precision: str) -> str | None:
-    """Why an artifact must not ship on this runtime: it does not load, or computes something else."""
+    """Why an artifact must not ship on this runtime: it does not load, or computes something else (top-1
+    agreement for classifiers, cosine similarity of the outputs for the other tasks)."""
     if not c.loads:
         return f"does not load on {c.runtime}: {c.error}"
     if c.max_abs_error is not None and not np.isfinite(c.max_abs_error):
         return f"computes non-finite outputs on {c.runtime}"
+    if c.cosine is not None and not (c.cosine >= MIN_COSINE[precision]):
+        return (f"computes wrong results on {c.runtime}: output cosine similarity with the Keras model "
+                f"{c.cosine:.4f} < {MIN_COSINE[precision]:g}")
     if c.agreement is not None and c.agreement < MIN_AGREEMENT[precision]:
         return (f"computes wrong results on {c.runtime}: top-1 agreement with the Keras model "
                 f"{c.agreement:.2%} < {MIN_AGREEMENT[precision]:.0%}")
@@ -133,10 +179,12 @@ def _pct(x: float | None) -> str:
 
 
 def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, out: Path, model_name: str,
-                   targets: tuple[str, ...], baseline: bool = False, gate: AccuracyGate | None = None) -> Artifact:
+                   targets: tuple[str, ...], baseline: bool = False, gate: AccuracyGate | None = None,
+                   task: str = "classification") -> Artifact:
     data = convert(model, spec, dataset.x_calib)
     reference = model.predict(x_eval, batch_size=512, verbose=0)
-    results = checks.check(data, x_eval, y_eval, reference.reshape(len(x_eval), -1))
+    results = checks.check(data, x_eval, y_eval, reference.reshape(len(x_eval), -1), check_runtimes(targets),
+                           task=task)
     info = read_tflite(data)
     for c in results:
         c.problem = _problem(c, spec.precision)
@@ -163,17 +211,18 @@ def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, 
 
 
 def artifacts_for(source, precision: str, io: str, pruned: bool, recipe: Recipe, dataset: Dataset, x_eval, y_eval,
-                  out: Path, model_name: str, log, gate: AccuracyGate | None = None) -> list[Artifact]:
+                  out: Path, model_name: str, log, gate: AccuracyGate | None = None,
+                  task: str = "classification") -> list[Artifact]:
     """Build dense and/or sparse encodings of one precision and decide which ships."""
     targets = tuple(recipe.convert.targets)
     mode = recipe.convert.sparse if pruned else "off"
     dense = sparse = None
     if mode in ("auto", "off"):
         dense = build_artifact(source, ArtifactSpec(precision, "dense", io), dataset, x_eval, y_eval, out, model_name,
-                               targets, gate=gate)
+                               targets, gate=gate, task=task)
     if mode in ("auto", "on"):
         sparse = build_artifact(source, ArtifactSpec(precision, "sparse", io), dataset, x_eval, y_eval, out,
-                                model_name, targets, gate=gate)
+                                model_name, targets, gate=gate, task=task)
     if mode == "auto" and sparse is not None and dense is not None:
         if sparse.shipped and sparse.bytes < dense.bytes:
             dense.shipped, dense.reason = False, f"sparse encoding is smaller ({sparse.bytes:,} < {dense.bytes:,} bytes)"
@@ -184,5 +233,5 @@ def artifacts_for(source, precision: str, io: str, pruned: bool, recipe: Recipe,
     for a in produced:
         place(a, out)
         state = "shipped" if a.shipped else f"not shipped: {a.reason}"
-        log(f"  {a.name:16s} {a.bytes:>10,} bytes  acc {_pct(a.accuracy)}  {state}")
+        log(f"  {a.name:16s} {a.bytes:>10,} bytes  {a.figures}  {state}")
     return produced

@@ -1,8 +1,10 @@
 """Load an artifact on each runtime it may run on and measure what it computes there.
 
-Runtimes: LiteRT with its default delegate (XNNPACK), LiteRT built-in kernels
-only, and TensorFlow Lite Micro's Python runtime. A runtime that refuses the
-model is recorded with its own error message, never as a success. The C++
+Runtimes: LiteRT's Interpreter API with its default delegate (XNNPACK), LiteRT
+built-in kernels only, TensorFlow Lite Micro's Python runtime, and (opt-in)
+LiteRT's CompiledModel API on its CPU accelerator. A runtime that refuses the
+model is recorded with its own error message, never as a success; a LiteRT
+without the CompiledModel API is recorded as "not available on this LiteRT". The C++
 runtimes trust the flatbuffer, so each (artifact, runtime) pair is loaded and
 run over all samples in one child process with a time limit: a crash or a spin
 is recorded as that runtime's error instead of ending the kit.
@@ -15,11 +17,84 @@ import numpy as np
 
 from kit.core.artifact import RuntimeCheck
 from kit.core.errors import ModelError
-from kit.core.isolate import DEFAULT_TIMEOUT_S, ChildException, RuntimeFailure, progress, run_isolated
+from kit.core.isolate import (
+    DEFAULT_TIMEOUT_S,
+    ChildException,
+    RuntimeFailure,
+    progress,
+    run_isolated,
+)
+from kit.core.metrics import task_scores
 from kit.core.native import capture_native_output, runtime_messages
-from kit.core.vocab import RUNTIMES
+from kit.core.vocab import DEFAULT_CHECK_RUNTIMES, RUNTIMES
 
-__all__ = ["RUNTIMES", "RuntimeCheck", "check", "load_error", "predict", "score"]
+__all__ = ["DEFAULT_CHECK_RUNTIMES", "RUNTIMES", "RuntimeCheck", "check", "load_error", "predict", "score"]
+
+#: what the check calls on LiteRT's CompiledModel Python API (ai_edge_litert.compiled_model)
+_COMPILED_API = ("from_buffer", "get_signature_by_index", "get_input_tensor_details", "get_output_tensor_details",
+                 "create_input_buffers", "create_output_buffers", "run_by_index")
+
+
+class _Unavailable(Exception):
+    """The installed LiteRT lacks the API a runtime needs."""
+
+
+def _litert_version() -> str:
+    """`this LiteRT (ai-edge-litert 2.3.0)`, for a runtime the installed wheel cannot provide."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"this LiteRT (ai-edge-litert {version('ai-edge-litert')})"
+    except PackageNotFoundError:
+        return "this LiteRT (no ai-edge-litert installed)"
+
+
+class _CompiledRunner:
+    """Batch-1 inference through LiteRT's CompiledModel API on the CPU accelerator, one thread; the I/O tensors'
+    quantization comes from the flatbuffer, as the CompiledModel's tensor details do not carry it."""
+
+    def __init__(self, model: bytes):
+        try:
+            from ai_edge_litert.compiled_model import CompiledModel
+            from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+        except ImportError as e:
+            raise _Unavailable(f"not available on {_litert_version()}: {e}") from None
+        missing = [m for m in _COMPILED_API if not hasattr(CompiledModel, m)]
+        if missing:
+            raise _Unavailable(f"not available on {_litert_version()}: its CompiledModel has no "
+                               f"{', '.join(missing)}")
+        from kit.core.tflite_file import read_tflite
+
+        self.cm = CompiledModel.from_buffer(model, hardware_accel=HardwareAccelerator.CPU)  # its own error first
+        info = read_tflite(model)
+        key = self.cm.get_signature_by_index(0)["key"]
+        ins = list(self.cm.get_input_tensor_details(key).values())
+        outs = list(self.cm.get_output_tensor_details(key).values())
+        if len(ins) != 1 or not outs:
+            raise ModelError(f"the model's first signature has {len(ins)} inputs and {len(outs)} outputs; "
+                             "the check runs models with one input")
+        first_out = info.outputs[0] if info.outputs else None
+        self.out_at = next((i for i, o in enumerate(outs) if o.get("index") == first_out), 0)
+        self.inp = _detail(ins[0], info)
+        self.out = _detail(outs[self.out_at], info)
+        self.in_buffers = self.cm.create_input_buffers(0)
+        self.out_buffers = self.cm.create_output_buffers(0)
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        self.in_buffers[0].write(_quantize(x[None], self.inp).reshape(self.inp["shape"]))
+        self.cm.run_by_index(0, self.in_buffers, self.out_buffers)
+        y = self.out_buffers[self.out_at].read(int(np.prod(self.out["shape"])), self.out["dtype"])
+        return _dequantize(y, self.out).reshape(-1)
+
+
+def _detail(d: dict, info) -> dict:
+    """A CompiledModel tensor detail in the Interpreter's terms (dtype, shape, per-tensor quantization)."""
+    index = d.get("index")
+    t = info.tensor(index) if isinstance(index, int) and 0 <= index < len(info.tensors) else None
+    q = t.quantization if t is not None else None
+    scale = q.scale if q is not None and q.scale is not None else 0.0
+    zero_point = q.zero_point if q is not None and q.zero_point is not None else 0
+    return {"dtype": np.dtype(d["dtype"]), "shape": list(d["shape"]), "quantization": (scale, zero_point)}
 
 
 class _Runner:
@@ -27,7 +102,9 @@ class _Runner:
 
     def __init__(self, model: bytes, runtime: str):
         self.runtime = runtime
-        if runtime == "tflm":
+        if runtime == "litert-compiled":
+            self.compiled = _CompiledRunner(model)
+        elif runtime == "tflm":
             from tflite_micro.python.tflite_micro import runtime as tflm
 
             self.it = tflm.Interpreter.from_bytes(model)
@@ -45,6 +122,8 @@ class _Runner:
             self.out = self.it.get_output_details()[0]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
+        if self.runtime == "litert-compiled":
+            return self.compiled(x)
         q = _quantize(x[None], self.inp)
         if self.runtime == "tflm":
             self.it.set_input(q.reshape(self.inp["shape"]), 0)
@@ -97,8 +176,10 @@ def _load_and_run(model: bytes, runtime: str, x: np.ndarray | None) -> tuple[str
     try:
         with capture_native_output() as log:
             run = _Runner(model, runtime)
+    except _Unavailable as e:
+        return "load", str(e), None, 0.0
     except Exception as e:
-        return "load", _describe(e, log.text), None, 0.0
+        return "load", _describe(e, log.text, runtime), None, 0.0
     if x is None:
         return "ok", None, None, time.perf_counter() - t0
     progress("running")
@@ -131,9 +212,17 @@ def load_error(model: bytes, runtime: str, name: str = "model.tflite",
     return error if status != "ok" else None
 
 
-def _describe(e: Exception, native: str) -> str:
-    detail = runtime_messages(native)
+#: LiteRT environment lines about NPU and vendor compiler plugins it could not load: noise for a CPU check
+_PLUGIN_NOISE = ("compiler_plugin", "Could not load shared library", "NPU accelerator could not be loaded")
+
+
+def _describe(e: Exception, native: str, runtime: str = "") -> str:
     text = str(e).strip() or type(e).__name__
+    if runtime == "litert-compiled":  # its errors span lines; its environment logs every plugin it tried
+        text = " ".join(text.split())
+        kept = [ln for ln in native.splitlines() if not any(n in ln for n in _PLUGIN_NOISE)]
+        native = "\n".join(dict.fromkeys(kept))
+    detail = runtime_messages(native)
     return f"{text} ({detail})" if detail and detail not in text else text
 
 
@@ -149,9 +238,9 @@ def predict(model: bytes, runtime: str, x: np.ndarray, name: str = "model.tflite
 
 
 def check(model: bytes, x: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None,
-          runtimes: tuple[str, ...] = RUNTIMES, name: str = "model.tflite",
-          timeout_s: float = DEFAULT_TIMEOUT_S) -> list[RuntimeCheck]:
-    """Run `model` on every runtime over `x`; compare with labels `y` and reference outputs.
+          runtimes: tuple[str, ...] = DEFAULT_CHECK_RUNTIMES, name: str = "model.tflite",
+          timeout_s: float = DEFAULT_TIMEOUT_S, task: str = "classification") -> list[RuntimeCheck]:
+    """Run `model` on every runtime over `x`; score it for `task` against labels `y` and reference outputs.
 
     `timeout_s` bounds loading and each stretch of samples between progress reports, not the whole run.
     """
@@ -160,31 +249,23 @@ def check(model: bytes, x: np.ndarray, y: np.ndarray | None, reference: np.ndarr
         try:
             status, error, out, seconds = _isolated(model, rt, x, name, timeout_s)
         except RuntimeFailure as e:
-            results.append(RuntimeCheck(rt, loads=False, error=e.message))
+            results.append(RuntimeCheck(rt, loads=False, error=e.message, task=task))
             continue
         except ChildException as e:
-            results.append(RuntimeCheck(rt, loads=False, error=f"{rt} failed on {name}: {e}"))
+            results.append(RuntimeCheck(rt, loads=False, error=f"{rt} failed on {name}: {e}", task=task))
             continue
         if status == "load":
-            results.append(RuntimeCheck(rt, loads=False, error=error))
+            results.append(RuntimeCheck(rt, loads=False, error=error, task=task))
         elif status == "run":
-            results.append(RuntimeCheck(rt, loads=False, error=f"loads but fails to run: {error}"))
+            results.append(RuntimeCheck(rt, loads=False, error=f"loads but fails to run: {error}", task=task))
         else:
-            results.append(score(rt, out, y, reference, seconds))
+            results.append(score(rt, out, y, reference, seconds, task=task, x=x))
     return results
 
 
 def score(runtime: str, out: np.ndarray, y: np.ndarray | None, reference: np.ndarray | None,
-          seconds: float | None = None) -> RuntimeCheck:
-    r = RuntimeCheck(runtime, loads=True, samples=len(out), seconds=seconds)
-    pred = out.argmax(axis=1)
-    if y is not None:
-        r.top1 = float(np.mean(pred == y))
-        if out.shape[1] > 5:
-            top5 = np.argsort(-out, axis=1)[:, :5]
-            r.top5 = float(np.mean((top5 == y[:, None]).any(axis=1)))
-    if reference is not None:
-        ref = reference.reshape(len(out), -1)
-        r.agreement = float(np.mean(pred == ref.argmax(axis=1)))
-        r.max_abs_error = float(np.max(np.abs(out - ref)))
-    return r
+          seconds: float | None = None, task: str = "classification", x: np.ndarray | None = None) -> RuntimeCheck:
+    """The figures of `task` for one runtime's outputs (kit.core.metrics); `x` = the inputs, an autoencoder's
+    targets."""
+    figures = task_scores(task, out, x, y, reference)
+    return RuntimeCheck(runtime, loads=True, samples=len(out), seconds=seconds, **figures)

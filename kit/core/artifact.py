@@ -92,6 +92,12 @@ class RuntimeCheck:
     top5: float | None = None
     agreement: float | None = None  # top-1 agreement with the reference (Keras) model
     max_abs_error: float | None = None  # against the reference outputs
+    #: what the figures score (kit.core.metrics.TASKS); None in records written before tasks existed (classifiers)
+    task: str | None = None
+    mse: float | None = None  # autoencoder: reconstruction MSE against the inputs; regression: against the labels
+    cosine: float | None = None  # non-classifiers: mean cosine similarity with the reference outputs
+    auc: float | None = None  # autoencoder with 0/1 anomaly labels: ROC AUC of the per-sample reconstruction MSE
+    auc_note: str | None = None  # why `auc` is absent although labels were given
     seconds: float | None = None
     #: why the artifact must not be used on this runtime (set by the pipeline); None = runs correctly
     problem: str | None = None
@@ -102,11 +108,16 @@ class RuntimeCheck:
         return self.loads and not self.problem
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        """Every field; the task's fields only where set, so a classifier's record reads as it did before tasks."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _TASK_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RuntimeCheck":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
+
+
+#: RuntimeCheck fields added with tasks (kit.core.metrics), left out of its dict when unset
+_TASK_FIELDS = ("task", "mse", "cosine", "auc", "auc_note")
 
 
 def correct_runtimes(checks: Iterable[RuntimeCheck], exclude: Iterable[str] = ()) -> list[str]:

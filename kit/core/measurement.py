@@ -42,6 +42,9 @@ class RunSettings:
             raise KitError(f"unknown delegate {self.delegate!r}", f"use one of {', '.join(DELEGATES)}")
         if self.threads < 1 or self.runs < 1 or self.warmup < 0:
             raise KitError("threads and runs must be >= 1 and warmup >= 0")
+        if not (isinstance(self.timeout_s, (int, float)) and math.isfinite(self.timeout_s) and self.timeout_s > 0):
+            raise KitError(f"the run timeout must be a number of seconds > 0, got {self.timeout_s!r}",
+                           "e.g. --timeout 600")
         if not 1 <= self.instances <= self.runs:
             raise KitError(f"instances must be between 1 and runs ({self.runs}), got {self.instances}")
         if self.core_mask is not None:
@@ -121,6 +124,9 @@ class ProfileResult:
     estimate: bool = False
     notes: list[str] = field(default_factory=list)
     raw_output: str = ""
+    #: per-op time from the runtime's own profiler: {"method", "runs", "by_node": [...], "by_type": [...]},
+    #: or {"unavailable": why} when it was asked for and the runtime has none; None when not asked for
+    op_profile: dict[str, Any] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

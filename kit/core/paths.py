@@ -68,6 +68,21 @@ def check_output_file(path: str | Path, what: str = "output file", overwrite: bo
     return p
 
 
+def write_output(path: str | Path, data: str | bytes, what: str = "output file") -> Path:
+    """Write a file checked by `check_output_file`: missing folders are made here, and a failure (disk full,
+    permissions changed meanwhile) is a KitError naming the file, not a traceback after the work ran."""
+    p = Path(path)
+    try:
+        p.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(data, bytes):
+            p.write_bytes(data)
+        else:
+            p.write_text(data)
+    except OSError as e:
+        raise KitError(f"cannot write {what} {p}: {e.strerror or e}", "choose another place") from None
+    return p
+
+
 def check_output_dir(path: str | Path, marker: str | tuple[str, ...], force: bool = False,
                      what: str = "output folder") -> Path:
     """Refuse a folder that is a file, cannot be created or written, or holds files the kit did not make.
@@ -110,3 +125,13 @@ def _can_create_in(folder: Path) -> bool:
             return True
     except OSError:
         return False
+
+
+def shared_dir() -> Path | None:
+    """The read-only `shared/` folder next to the project checkout, when present."""
+    candidates = [os.environ.get("PRUNEKIT_SHARED"), Path.cwd().parent / "shared",
+                  Path(__file__).resolve().parents[3] / "shared"]
+    for c in candidates:
+        if c and (Path(c) / "data" / "mnist").is_dir():
+            return Path(c)
+    return None

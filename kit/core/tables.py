@@ -35,7 +35,7 @@ def _cell(v: Any) -> str:
 
 def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) -> str:
     headers = ["model", "target", "runtime", "delegate", "thr", "mean us", "median us", "p90 us", "p99 us", "std us",
-               "init us", "peak mem", "energy uJ/inf", ""]
+               "init us", "peak memory", "energy uJ/inf", ""]
     rows = []
     for r in results:
         lat = r.latency
@@ -44,10 +44,19 @@ def profile_table(results: Sequence["ProfileResult"], markdown: bool = False) ->
             r.settings.delegate, r.settings.threads,
             lat.mean_us if lat else None, lat.median_us if lat else None, lat.p90_us if lat else None, lat.p99_us if lat else None,
             lat.std_us if lat else None, r.init_us,
-            _bytes(r.peak_memory_bytes), r.energy_uj_per_inference,
+            _memory(r.peak_memory_bytes, r.memory_method), r.energy_uj_per_inference,
             "estimate" if r.estimate else "",
         ])
     return format_table(headers, rows, markdown)
+
+
+def _memory(n: int | None, method: str | None) -> str | None:
+    """A memory figure with what it measures: process RSS and a TFLM arena differ by orders of magnitude."""
+    text = _bytes(n)
+    m = (method or "").lower()
+    kind = "process RSS" if "rss" in m else "arena" if "arena" in m else "process footprint" if "process" in m \
+        else ""
+    return f"{text} {kind}".rstrip() if text else text
 
 
 def _bytes(n: int | None) -> str | None:

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 from kit.core.errors import KitError
 
-#: runtimes the pipeline checks an artifact on, in order of preference: LiteRT with its default delegate
-#: (XNNPACK), LiteRT's built-in kernels only, TensorFlow Lite Micro's Python runtime
-RUNTIMES = ("litert", "litert-builtin", "tflm")
+#: runtimes an artifact can be checked on, in order of preference: LiteRT's Interpreter API with its default
+#: delegate (XNNPACK), LiteRT's built-in kernels only, TensorFlow Lite Micro's Python runtime, and LiteRT's
+#: CompiledModel API on its CPU accelerator (XNNPACK behind the newer API; on LiteRT wheels that ship it)
+RUNTIMES = ("litert", "litert-builtin", "tflm", "litert-compiled")
+#: the runtimes `kit compress` checks every artifact on; a recipe's [convert] targets add the others
+DEFAULT_CHECK_RUNTIMES = ("litert", "litert-builtin", "tflm")
 
 #: float32, float16 (weights), dynamic (int8 weights, float activations), int8 (full integer)
 PRECISIONS = ("float32", "float16", "dynamic", "int8")
@@ -25,8 +28,9 @@ COMPILED = ("edgetpu", "tflm")
 #: delegate names a target run accepts: "default" = the runtime's default (XNNPACK on LiteRT CPU),
 #: "none" = built-in kernels only
 DELEGATES = ("default", "none", "xnnpack", "gpu", "nnapi", "edgetpu")
-#: the target delegate that runs a model the way a pipeline runtime checked it (TFLM is not profiled by a target)
-DELEGATE_OF_RUNTIME = {"litert": "default", "litert-builtin": "none"}
+#: the target delegate that runs a model the way a pipeline runtime checked it (TFLM is not profiled by a target;
+#: the CompiledModel's CPU accelerator runs XNNPACK, the default delegate's kernels)
+DELEGATE_OF_RUNTIME = {"litert": "default", "litert-builtin": "none", "litert-compiled": "default"}
 
 #: recipe `quantize.mode` values, and the precision of the artifacts each one makes
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8", "qat")
@@ -36,6 +40,13 @@ MODE_PRECISION = {"none": "float32", "float16": "float16", "dynamic": "dynamic",
 MIN_AGREEMENT = {"float32": 0.99, "float16": 0.99, "dynamic": 0.97, "int8": 0.97}
 
 _SPARSE_SUFFIX = "-sparse"
+
+
+def check_runtimes(targets: tuple[str, ...] | list[str] = ()) -> tuple[str, ...]:
+    """The runtimes to check an artifact on: the default ones plus any target runtime outside them, in the
+    vocabulary's order of preference."""
+    chosen = set(DEFAULT_CHECK_RUNTIMES) | set(targets)
+    return tuple(r for r in RUNTIMES if r in chosen)
 
 
 def format_name(precision: str, encoding: str = "dense") -> str:

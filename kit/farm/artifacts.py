@@ -27,6 +27,8 @@ class ArtifactEntry(ArtifactRecord):
     outputs: list[dict[str, Any]] = field(default_factory=list)
     #: runtime -> None when the pipeline's host check ran it correctly, else the problem (empty: not checked)
     host_checks: dict[str, str | None] = field(default_factory=dict)
+    #: set by `unique_labels` when another artifact of the run has the same model/recipe/name
+    label_suffix: str | None = None
 
     def host_problem(self, runtime: str) -> str | None:
         """Why the host check says the artifact must not run on `runtime`; None if fine or not checked."""
@@ -34,9 +36,9 @@ class ArtifactEntry(ArtifactRecord):
 
     @property
     def label(self) -> str:
-        """Unique enough for tables and plots: model/recipe/name."""
+        """model/recipe/name, unique within a run (see `unique_labels`)."""
         parts = [p for p in (self.model, self.recipe) if p]
-        return "/".join([*parts, self.name])
+        return "/".join([*parts, self.name]) + (f" #{self.label_suffix}" if self.label_suffix else "")
 
     def to_dict(self) -> dict[str, Any]:
         """run.json's entry: the format under `fmt`, by name."""
@@ -48,6 +50,19 @@ class ArtifactEntry(ArtifactRecord):
     def from_dict(cls, d: dict[str, Any]) -> "ArtifactEntry":
         known = {k: v for k, v in d.items() if k in cls.__dataclass_fields__}
         return cls(**{**known, "format": Format.parse(d["fmt"])})
+
+
+def unique_labels(entries: list[ArtifactEntry]) -> list[ArtifactEntry]:
+    """Artifacts that would share a label (two files with one name) get their sha256 prefix appended to it."""
+    by_label: dict[str, list[ArtifactEntry]] = {}
+    for e in entries:
+        e.label_suffix = None
+        by_label.setdefault(e.label, []).append(e)
+    for same in by_label.values():
+        if len(same) > 1:
+            for e in same:
+                e.label_suffix = e.sha256[:8]
+    return entries
 
 
 def tensor_specs(info: TFLiteInfo, indices: list[int]) -> list[dict[str, Any]]:

@@ -27,6 +27,9 @@ class Candidate:
     ram_bytes: int | None = None
     energy_uj: float | None = None
     estimate: bool = False
+    #: the worst median over the devices that measured it, and over those that estimated it (plots show both)
+    measured_latency_us: float | None = None
+    estimated_latency_us: float | None = None
     measured_on: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -39,7 +42,9 @@ class Candidate:
         return {"artifact": self.artifact.sha256, "name": self.artifact.name, "label": self.artifact.label,
                 "fmt": self.artifact.format.name, "bytes": self.artifact.bytes, "accuracy": self.artifact.accuracy,
                 "latency_us": self.latency_us, "latency_device": self.latency_device, "ram_bytes": self.ram_bytes,
-                "energy_uj": self.energy_uj, "estimate": self.estimate, "measured_on": self.measured_on,
+                "energy_uj": self.energy_uj, "estimate": self.estimate,
+                "measured_latency_us": self.measured_latency_us, "estimated_latency_us": self.estimated_latency_us,
+                "measured_on": self.measured_on,
                 "problems": self.problems, "notes": self.notes}
 
 
@@ -75,7 +80,10 @@ def _choose_class(run: RunData, cls: str, devices: list[str], objective: str) ->
         if not candidates:
             choice.why_none = "no artifact was profiled on this class" + (f" ({'; '.join(skipped)})" if skipped else "")
         else:
-            reasons = "; ".join(f"{c.artifact.label}: {', '.join(c.problems)}" for c in candidates)
+            same: dict[str, list[str]] = {}  # one reason, every artifact it applies to
+            for c in candidates:
+                same.setdefault(", ".join(c.problems), []).append(c.artifact.label)
+            reasons = "; ".join(f"{', '.join(labels)}: {why}" for why, labels in same.items())
             choice.why_none = f"none of {len(candidates)} artifact(s) meets the constraints — {reasons}"
     return choice
 
@@ -85,21 +93,27 @@ def _candidate(run: RunData, artifact: ArtifactEntry, devices: list[str], limits
     rows = [m for m in run.measurements if m["artifact_sha256"] == artifact.sha256 and m["device"] in devices]
     ok = [m for m in rows if m["status"] == "ok"]
     causes: dict[str, list[str]] = {}
+    lost: list[str] = []
     for m in rows:
         if m["status"] == "failed":
             if run.device_lost(m):
+                lost.append(m["device"])
                 c.notes.append(f"not measured on {m['device']}: the device dropped out")
             else:
                 causes.setdefault(run.last_error(m), []).append(m["device"])
     c.problems += [f"fails on {', '.join(devices)}: {cause}" for cause, devices in causes.items()]
     if not ok:
         if not c.problems:
-            c.problems.append("not measured on any device of the class yet")
+            c.problems.append(_not_measured(run, devices, rows, lost))
         return c
     c.measured_on = [m["device"] for m in ok]
     worst = max(ok, key=_latency)
     c.latency_us, c.latency_device = _latency(worst), worst["device"]
     c.estimate = any(m["estimate"] for m in ok)
+    measured = [_latency(m) for m in ok if not m["estimate"]]
+    estimated = [_latency(m) for m in ok if m["estimate"]]
+    c.measured_latency_us = max(measured) if measured else None
+    c.estimated_latency_us = max(estimated) if estimated else None
     rams = [m["peak_memory_bytes"] for m in ok]
     c.ram_bytes = None if any(r is None for r in rams) else max(rams)
     energies = [m["energy_uj"] for m in ok if m["energy_uj"] is not None]
@@ -122,6 +136,23 @@ def _candidate(run: RunData, artifact: ArtifactEntry, devices: list[str], limits
         elif artifact.accuracy < limits["min_accuracy"]:
             c.problems.append(f"accuracy {artifact.accuracy:.2%} < {limits['min_accuracy']:.2%}")
     return c
+
+
+def _not_measured(run: RunData, devices: list[str], rows: list[dict[str, Any]], lost: list[str]) -> str:
+    """Why an artifact has no measurement on a class: the devices that dropped out, by name and cause."""
+    if lost:
+        dropped = run.dropouts()
+        why = "; ".join(f"{d} unreachable ({_first_line(dropped.get(d, 'dropped out'))})"
+                        for d in dict.fromkeys(lost))
+        return f"not measured: {why}"
+    if run.invocations and all(i["status"] == "finished" for i in run.invocations):
+        return f"not measured on {', '.join(devices)}: no job result was stored"
+    return f"not measured on {', '.join(devices)} yet: the run was interrupted before its job ran"
+
+
+def _first_line(text: str) -> str:
+    lines = text.strip().splitlines()
+    return lines[0] if lines else text
 
 
 def _latency(m: dict[str, Any]) -> float:

@@ -13,6 +13,11 @@ installed) or no address (a local Ray instance). Fine-tuning can run under a
 `tf.distribute` strategy (`distribute = "mirrored"`: MirroredStrategy over the
 worker's GPUs, or its CPU when it has none); TF-MOT's pruning and clustering
 wrappers support it.
+
+One baseline per model: when a built-in model is compressed with several
+recipes, the first job trains it and sends the trained model back
+(`trained-baseline/<model>.h5`); the other jobs start from that file, so every
+recipe compresses the same weights and the run has one baseline.
 """
 from __future__ import annotations
 
@@ -28,6 +33,8 @@ from typing import Any, Callable
 from kit.core.errors import KitError
 
 STAMP = "farm_job.json"
+#: where a job that trained a built-in model keeps it, inside its output folder
+TRAINED_BASELINE = "trained-baseline"
 
 
 @dataclass
@@ -42,6 +49,8 @@ class CompressJob:
     distribute: str = "none"
     #: quantization modes to build (a subset of the recipe's: only formats some selected device loads)
     modes: list[str] | None = None
+    #: a built-in model: train it, save it under TRAINED_BASELINE and compress that file
+    save_baseline: bool = False
 
     def payload(self) -> dict[str, Any]:
         """Everything a worker needs, by value."""
@@ -52,7 +61,8 @@ class CompressJob:
         payload = {"model_name": self.model_name, "recipe_text": recipe.source,
                    "recipe_where": Path(self.recipe).name if self.recipe.endswith(".toml") else f"{self.recipe}.toml",
                    "teacher_epochs": self.teacher_epochs, "eval_samples": self.eval_samples,
-                   "distribute": self.distribute, "modes": self.modes, "model": None, "model_bytes": None,
+                   "distribute": self.distribute, "modes": self.modes, "save_baseline": self.save_baseline,
+                   "model": None, "model_bytes": None,
                    "data": self.data,
                    "data_bytes": None}
         if model_path.is_file():
@@ -74,9 +84,34 @@ class CompressJob:
         return h.hexdigest()
 
 
+def trained_baseline(out_dir: str | Path, model_name: str) -> Path:
+    """The trained built-in model a `save_baseline` job leaves in its output folder."""
+    return Path(out_dir) / TRAINED_BASELINE / f"{model_name}.h5"
+
+
 def run_compress_jobs(jobs: list[CompressJob], backend: str = "local", workers: int = 1,
                       ray_address: str | None = None, log: Callable[[str], None] = print) -> list[Path]:
-    """Run the jobs not already done; return each job's output folder (with manifest.json), in order."""
+    """Run the jobs not already done; return each job's output folder (with manifest.json), in order.
+
+    A job with `save_baseline` runs first, alone; the others then compress the model it trained.
+    """
+    first = [j for j in jobs if j.save_baseline]
+    if first and len(jobs) > 1:
+        [lead] = first
+        rest = [j for j in jobs if j is not lead]
+        _run_batch([lead], backend, workers, ray_address, log)
+        trained = str(trained_baseline(lead.out_dir, lead.model_name))
+        for j in rest:
+            j.model = trained
+        log(f"the other {len(rest)} recipe(s) start from the baseline trained once: {trained}")
+        _run_batch(rest, backend, workers, ray_address, log)
+    else:
+        _run_batch(jobs, backend, workers, ray_address, log)
+    return [Path(j.out_dir) for j in jobs]
+
+
+def _run_batch(jobs: list[CompressJob], backend: str, workers: int, ray_address: str | None,
+               log: Callable[[str], None]) -> None:
     payloads = [j.payload() for j in jobs]
     stamps = [j.stamp(p) for j, p in zip(jobs, payloads)]
     todo = [i for i, j in enumerate(jobs) if not _finished(Path(j.out_dir), stamps[i])]
@@ -93,7 +128,6 @@ def run_compress_jobs(jobs: list[CompressJob], backend: str = "local", workers: 
             _write_outputs(Path(jobs[i].out_dir), result, stamps[i])
             for line in result["log"]:
                 log(f"  {line}")
-    return [Path(j.out_dir) for j in jobs]
 
 
 def _finished(out: Path, stamp: str) -> bool:
@@ -137,6 +171,8 @@ def _on_ray(payloads: list[dict[str, Any]], workers: int, ray_address: str | Non
 def compress_payload(payload: dict[str, Any]) -> dict[str, Any]:
     """Worker side: compress in a temporary folder; return its files, the log, or the error."""
     import kit  # noqa: F401  (environment before TensorFlow)
+    from kit.data import load_data
+    from kit.models import resolve_model
     from kit.pipeline.compress import compress
     from kit.recipe import parse_recipe
 
@@ -158,6 +194,14 @@ def compress_payload(payload: dict[str, Any]) -> dict[str, Any]:
             if payload["modes"] is not None and recipe.quantize is not None:
                 recipe.quantize.mode = list(payload["modes"])
             out = root / "out"
+            if payload.get("save_baseline") and payload["model_bytes"] is None:
+                resolved = resolve_model(model, load_data(data, seed=recipe.seed), seed=recipe.seed,
+                                         epochs=payload["teacher_epochs"], name=payload["model_name"],
+                                         log=lines.append)
+                saved = trained_baseline(out, payload["model_name"])
+                saved.parent.mkdir(parents=True)
+                resolved.model.save(saved)
+                model = str(saved)  # compressed from the file, exactly as the other recipes' jobs load it
 
             def run() -> None:
                 compress(model, recipe, data, out, model_name=payload["model_name"],

@@ -73,7 +73,8 @@ def _export(run: RunData, choices: list[ClassChoice], out: Path, mcu: bool, log:
             _check_labels(labels, a.outputs, a.label)
         entry = _entry(run, c, settings, labels)
         if mcu:
-            entry.update(_firmware(a.path, out / c.device_class, settings.get("board") or "nucleo_l4r5zi"))
+            entry.update(_firmware(a.path, out / c.device_class, settings.get("board") or "nucleo_l4r5zi",
+                                   c.constraints))
         else:
             (out / f"{c.device_class}.tflite").write_bytes(data)
             entry["file"] = f"{c.device_class}.tflite"
@@ -113,10 +114,12 @@ def _entry(run: RunData, c: ClassChoice, settings: dict[str, Any], labels: list[
     }
 
 
-def _firmware(model: str, out: Path, board: str) -> dict[str, Any]:
-    from firmware_tools.project import generate_project
+def _firmware(model: str, out: Path, board: str, limits: dict[str, Any]) -> dict[str, Any]:
+    """The class's flash and RAM limits pick the compression (prune-DECODE moves weights into RAM)."""
+    from firmware_tools.project import Limits, generate_project
 
-    project = generate_project(model, out, board=board)
+    project = generate_project(model, out, board=board,
+                               limits=Limits(limits.get("max_flash_bytes"), limits.get("max_ram_bytes")))
     return {"file": f"{out.name}/", "firmware": {"board": project.board, "flash_bytes": project.memory.flash_bytes,
                                                  "arena_bytes": project.arena_size,
                                                  "ram_bytes": project.memory.ram_bytes,

@@ -13,7 +13,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from kit.core.errors import KitError
 from kit.core.jsonio import dumps as strict_dumps
@@ -30,6 +30,9 @@ from kit.farm.spec import PipelineSpec
 from kit.farm.store import ResultsStore, settings_hash, settings_key
 from kit.pipeline.manifest import load_manifest
 
+if TYPE_CHECKING:
+    from kit.recipe import Recipe
+
 #: device kind -> the pipeline host check that stands for its runtime
 KIND_RUNTIME = {"mcu": "tflm", "linux": "litert", "android": "litert", "edgetpu": "litert"}
 
@@ -42,22 +45,38 @@ class RunOutcome:
     report: Report
     choices: list[ClassChoice]
     exported: list[Path]
+    invocation: str = ""
+    #: the whole `kit run`, from reading the farm to the export
+    wall_s: float = 0.0
+    #: compression (zero when every output was reused)
+    compress_s: float = 0.0
+
+    @property
+    def profile_s(self) -> float:
+        """The profiling jobs on the devices (the scheduler's time)."""
+        return self.report.wall_s
 
 
 def run_pipeline(spec: PipelineSpec, log: Callable[[str], None] = print, live: bool | None = None,
                  quiet_progress: bool = False, progress: Progress | None = None) -> RunOutcome:
     """`progress` replaces the terminal display (e.g. a CI reporter); by default one is made here."""
+    t0 = time.monotonic()
     farm = load_farm(spec.farm)
     devices = farm.select(spec.select)
     spec.out.mkdir(parents=True, exist_ok=True)
     with _exclusive(spec.out):
-        return _run_locked(spec, devices, log, live, quiet_progress, progress)
+        outcome = _run_locked(spec, devices, log, live, quiet_progress, progress)
+    outcome.wall_s = time.monotonic() - t0
+    return outcome
 
 
 def _run_locked(spec: PipelineSpec, devices: list[Device], log: Callable[[str], None], live: bool | None,
                 quiet_progress: bool, progress: Progress | None) -> RunOutcome:
-    artifacts = _artifacts(spec, devices, log)
+    t_compress = time.monotonic()
+    artifacts, skipped_recipes = _artifacts(spec, devices, log)
+    compress_s = time.monotonic() - t_compress
     jobs, not_planned = plan_jobs(spec, devices, artifacts)
+    not_planned += skipped_recipes
     if not jobs:
         raise KitError("no artifact can run on any selected device",
                        "; ".join(f"{n['name']} on {n['class']}: {n['reason']}" for n in not_planned)[:800])
@@ -91,7 +110,7 @@ def _run_locked(spec: PipelineSpec, devices: list[Device], log: Callable[[str], 
         from kit.farm.export import export_run
 
         exported = export_run(run, choices, android=spec.export.android, firmware=spec.export.firmware, log=log)
-    return RunOutcome(spec.out, len(jobs), skipped, report, choices, exported)
+    return RunOutcome(spec.out, len(jobs), skipped, report, choices, exported, invocation, compress_s=compress_s)
 
 
 @contextlib.contextmanager
@@ -133,44 +152,72 @@ def plan_jobs(spec: PipelineSpec, devices: list[Device],
     return jobs, not_planned
 
 
-def _artifacts(spec: PipelineSpec, devices: list[Device], log: Callable[[str], None]) -> list[ArtifactEntry]:
+def _artifacts(spec: PipelineSpec, devices: list[Device],
+               log: Callable[[str], None]) -> tuple[list[ArtifactEntry], list[dict]]:
+    """The artifacts to profile, with unique labels; the recipes not compressed and why."""
     entries = [artifact_files.from_file(a.path, a.name, a.format, a.accuracy, a.model, "given in the pipeline file")
                for a in spec.artifacts]
+    skipped: list[dict] = []
     if spec.model is not None:
-        entries += _compressed(spec, devices, log)
+        compressed, skipped = _compressed(spec, devices, log)
+        entries += compressed
     unique: dict[str, ArtifactEntry] = {}
     for e in entries:
         unique.setdefault(e.sha256, e)
-    return list(unique.values())
+    if not unique and skipped:
+        raise KitError("no recipe of the pipeline makes a model any selected device loads",
+                       "; ".join(f"{s['name']}: {s['reason']}" for s in skipped)[:800])
+    return artifact_files.unique_labels(list(unique.values())), skipped
 
 
-def _compressed(spec: PipelineSpec, devices: list[Device], log: Callable[[str], None]) -> list[ArtifactEntry]:
+def recipe_formats(recipe: Recipe, modes: list[str]) -> dict[str, set[str]]:
+    """mode -> the format names its artifacts can have (`[convert] sparse`: on = sparse, off = dense, auto = either)."""
+    sparse = recipe.convert.sparse if recipe.convert is not None else "auto"
+    encodings = {"on": ("sparse",), "off": ("dense",)}.get(sparse, ENCODINGS)
+    return {mode: {format_name(MODE_PRECISION[mode], e) for e in encodings} for mode in modes}
+
+
+def _compressed(spec: PipelineSpec, devices: list[Device],
+                log: Callable[[str], None]) -> tuple[list[ArtifactEntry], list[dict]]:
+    """Compress with every recipe some selected device can use; a recipe no device can use is not trained."""
+    from kit.models import ZOO
     from kit.recipe import load_recipe
 
     m = spec.model
     model_name = Path(m.source).stem if Path(m.source).suffix else m.source
     accepted = {f for d in devices for f in d.profile.formats}
-    jobs = []
+    jobs, skipped = [], []
     for r in m.recipes:
         recipe = load_recipe(r)
         modes = recipe.quantize.mode if recipe.quantize is not None else ["none"]
-        needed = [mode for mode in modes
-                  if {format_name(MODE_PRECISION[mode], e) for e in ENCODINGS} & accepted]
+        formats = recipe_formats(recipe, modes)
+        needed = [mode for mode in modes if formats[mode] & accepted]
         if not needed:
-            raise KitError(f"recipe {recipe.name} makes {', '.join(MODE_PRECISION[x] for x in modes)} models, which no "
-                           f"selected device loads (they load {', '.join(sorted(accepted))})",
-                           "add a quantize mode those devices load to the recipe, or select other devices")
+            made = sorted(set().union(*formats.values()))
+            reason = (f"makes {' or '.join(made)} models, which no selected device loads (they load "
+                      f"{', '.join(sorted(accepted))}): not compressed")
+            log(f"recipe {recipe.name} {reason}")
+            skipped.append({"artifact": None, "name": f"{model_name}/{recipe.name}", "class": "every selected class",
+                            "reason": reason})
+            continue
         if needed != modes:
             log(f"recipe {recipe.name}: building {', '.join(needed)} only "
                 f"(no selected device loads {', '.join(MODE_PRECISION[x] for x in modes if x not in needed)})")
         jobs.append(CompressJob(model=m.source, recipe=r, data=m.data, out_dir=str(spec.out / "compress" / recipe.name),
                                 model_name=model_name, teacher_epochs=m.teacher_epochs, eval_samples=m.eval_samples,
                                 distribute=spec.distribute, modes=needed if recipe.quantize is not None else None))
-    entries = []
+    if len(jobs) > 1 and m.source in ZOO:
+        jobs[0].save_baseline = True  # one trained baseline for every recipe
+    entries: list[ArtifactEntry] = []
+    have_baseline = False
     for out in run_compress_jobs(jobs, spec.backend, spec.workers, spec.ray_address, log):
-        found = artifact_files.from_manifest(load_manifest(out), out, model_name)
-        entries += [e for e in found if m.include_baseline or e.recipe is not None]
-    return entries
+        for e in artifact_files.from_manifest(load_manifest(out), out, model_name):
+            if e.recipe is None:  # the baseline: one per model, whichever recipe's job converted it
+                if not m.include_baseline or have_baseline:
+                    continue
+                have_baseline = True
+            entries.append(e)
+    return entries, skipped
 
 
 def _plan(spec: PipelineSpec, devices: list[Device], artifacts: list[ArtifactEntry], jobs: list[Job],

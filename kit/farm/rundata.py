@@ -31,6 +31,7 @@ class RunData:
     measurements: list[dict[str, Any]]
     attempts: list[dict[str, Any]]
     invocations: list[dict[str, Any]] = field(default_factory=list)
+    store_path: Path | None = None
 
     @property
     def jobs(self) -> list[dict[str, Any]]:
@@ -64,6 +65,91 @@ class RunData:
         """The cause of the last failed attempt on this row's device (the row's own text sums up all attempts)."""
         tries = self._tries(row)
         return tries[-1]["error"] if tries else row["error"]
+
+    def dropouts(self) -> dict[str, str]:
+        """device -> why it dropped out (its first attempt that lost the device), for devices that did."""
+        out: dict[str, str] = {}
+        for a in self.attempts:
+            if a["device_lost"]:
+                out.setdefault(a["device"], a["error"])
+        return out
+
+    def failure_groups(self, rows: list[dict[str, Any]] | None = None) -> list[FailureGroup]:
+        """Failed rows (default: all), one group per cause with the devices named: a dead device is one entry,
+        not one per job, and an artifact refused alike by several boards is one entry naming them all.
+
+        A device that dropped out groups every job it lost under the cause it dropped out with; an artifact
+        failure groups by its last attempt's cause.
+        """
+        dropped = self.dropouts()
+        groups: dict[tuple[bool, str], FailureGroup] = {}
+        for m in self.failed() if rows is None else rows:
+            lost = self.device_lost(m)
+            cause = ((dropped.get(m["device"]) or m["error"]) if lost else self.last_error(m)) or "no cause recorded"
+            group = groups.setdefault((lost, cause), FailureGroup([], lost, cause, [], 0))
+            a = self.artifacts.get(m["artifact_sha256"])
+            label = a.label if a else m["artifact_sha256"][:12]
+            group.jobs += 1
+            if m["device"] not in group.devices:
+                group.devices.append(m["device"])
+            if label not in group.artifacts:
+                group.artifacts.append(label)
+        for g in groups.values():
+            g.devices.sort()
+        return sorted(groups.values(), key=lambda g: (g.devices, not g.device_lost, g.cause))
+
+
+@dataclass
+class FailureGroup:
+    """Failed jobs that share a cause: the devices they ran on, the artifacts, how many jobs."""
+
+    devices: list[str]
+    device_lost: bool
+    cause: str
+    artifacts: list[str]
+    jobs: int
+
+    def headline(self) -> str:
+        """One line: the devices named, what happened; the cause's first line."""
+        first = self.cause.strip().splitlines()[0] if self.cause.strip() else "no cause recorded"
+        where = ", ".join(self.devices)
+        if self.device_lost:
+            return f"failed: {where} unreachable, dropped out: {first}"
+        return f"failed on {where}: {first}"
+
+
+#: how `memory_method` texts are sorted into columns that measure one thing each: kind -> (heading, what)
+MEMORY_KINDS = {
+    "arena": ("TFLM arena", "bytes of the board's TensorFlow Lite Micro tensor arena in use"),
+    "process": ("process peak", "peak RSS or memory footprint of the whole process that ran the model"),
+    "growth": ("process growth", "memory the run added to the process (model and runtime, not the total)"),
+}
+
+
+def memory_kind(method: str | None) -> str | None:
+    """`arena`, `process` or `growth` for a stored `memory_method`; None when nothing was measured."""
+    if not method:
+        return None
+    text = method.lower()
+    if "arena" in text:
+        return "arena"
+    if "growth" in text or "delta" in text:
+        return "growth"
+    return "process"
+
+
+def store_rows(run: RunData) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]]]:
+    """Every row the run's store holds for this pipeline (any selection, any invocation), with `latest` set on
+    the rows of the current plan; and the store's artifacts by sha256."""
+    plan_keys = {Key(j["artifact"], dev, j["settings_hash"]) for j in run.plan["jobs"] for dev in j["devices"]}
+    with ResultsStore(run.store_path, read_only=True) as store:
+        ours = {i["id"] for i in store.invocations(run.name)}
+        rows = [m for m in store.measurements() if m["invocation"] in ours or
+                Key(m["artifact_sha256"], m["device"], m["settings_hash"]) in plan_keys]
+        artifacts = {a["sha256"]: a for a in store.artifacts()}
+    for m in rows:
+        m["latest"] = Key(m["artifact_sha256"], m["device"], m["settings_hash"]) in plan_keys
+    return rows, artifacts
 
 
 def write_plan(run_dir: Path, plan: dict[str, Any]) -> Path:
@@ -104,5 +190,5 @@ def load_run(run_dir: str | Path) -> RunData:
         dir=d, name=plan["name"], plan=plan,
         artifacts={a["sha256"]: ArtifactEntry.from_dict(a) for a in plan["artifacts"]},
         devices={dev["name"]: dev for dev in plan["devices"]},
-        measurements=measurements, attempts=attempts, invocations=invocations,
+        measurements=measurements, attempts=attempts, invocations=invocations, store_path=store_path,
     )

@@ -272,6 +272,10 @@ class ResultsStore:
             rows = [r for r in rows if Key(r["artifact_sha256"], r["device"], r["settings_hash"]) in wanted]
         return rows
 
+    def artifacts(self) -> list[dict[str, Any]]:
+        """Every artifact ever recorded (the label is in `meta`)."""
+        return self._rows("SELECT * FROM artifacts ORDER BY sha256", ())
+
     def attempts(self) -> list[dict[str, Any]]:
         return self._rows("SELECT * FROM attempts ORDER BY id", (), "attempts")
 

@@ -63,6 +63,9 @@ def _keras_version(path: Path) -> str:
             meta = json.loads(z.read("metadata.json"))
     except (zipfile.BadZipFile, KeyError, json.JSONDecodeError, OSError) as e:
         raise ModelError(f"{path} is not a readable .keras archive ({e})") from None
+    if not isinstance(meta, dict):
+        raise ModelError(f"{path} is not a readable .keras archive (its metadata.json is a "
+                         f"{type(meta).__name__}, not an object)")
     return str(meta.get("keras_version", ""))
 
 

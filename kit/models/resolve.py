@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+
 from kit.core.errors import ModelError
 from kit.models.loading import load_model
 from kit.models.zoo import ZOO, build, train_baseline
@@ -50,5 +52,16 @@ def resolve_model(model: Any, data: Dataset, *, seed: int = 0, epochs: int = 20,
         if not path.exists():
             raise ModelError(f"model {path} does not exist",
                              f"give a .h5, .keras or SavedModel folder, or a built-in name: {', '.join(ZOO)}")
-        return ResolvedModel(load_model(path), name or path.stem)
-    return ResolvedModel(model, name or model.name)
+        return ResolvedModel(_fits(load_model(path), data, path.name), name or path.stem)
+    return ResolvedModel(_fits(model, data, name or model.name), name or model.name)
+
+
+def _fits(model: Any, data: Dataset, what: str) -> Any:
+    """A given model must have an output per class of `data`: every command that scores it (compress,
+    budget search, sensitivity) would otherwise report accuracy against classes it cannot predict."""
+    from kit.data import check_labels_fit
+
+    shape = getattr(model, "output_shape", None)
+    if isinstance(shape, tuple) and len(shape) >= 2 and isinstance(shape[-1], int):
+        check_labels_fit(np.array([data.num_classes - 1]), shape[-1], what)
+    return model

@@ -11,9 +11,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kit.core.errors import DataError
 from kit.convert.artifacts import Artifact, build_artifact
 from kit.convert.converter import ArtifactSpec
+from kit.core.errors import DataError, KitError
+from kit.core.metrics import Task, resolve_task
 from kit.data import Dataset, load_data
 from kit.pipeline.manifest import write_manifest
 from kit.recipe import Recipe, load_recipe
@@ -42,6 +43,10 @@ class RunResult:
     metrics: dict[str, Any] = field(default_factory=dict)
     #: the typed result of every step that ran, by section name
     steps: dict[str, Any] = field(default_factory=dict)
+    #: what the model computes, which picked every figure (kit.core.metrics)
+    task: Task = field(default_factory=lambda: Task("classification", "detected"))
+    #: the task's Keras figures by label (original, compressed, ...): kit.core.metrics.task_scores
+    keras_scores: dict[str, dict] = field(default_factory=dict)
 
     @property
     def shipped(self) -> list[Artifact]:
@@ -50,10 +55,13 @@ class RunResult:
 
 def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str = "mnist5k",
              out: str | Path = "runs/compress", model_name: str | None = None, teacher_epochs: int = 20,
-             eval_samples: int | None = None, log=print, budget: dict[str, Any] | None = None) -> RunResult:
+             eval_samples: int | None = None, log=print, budget: dict[str, Any] | None = None,
+             task: str | None = None) -> RunResult:
     """Compress `model` (a tf_keras model, a model file, or a built-in name) with `recipe` on `data`.
 
     budget: the budget search's section of the manifest, given for the run whose result it chose.
+    task: classification | autoencoder | regression, or None/"auto" for the recipe's `[convert] task`
+    (default: detected from the model's shapes and the labels; kit.core.metrics.resolve_task).
     """
     from kit.models import resolve_model
     from kit.pipeline.report import write_report
@@ -71,24 +79,28 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
     if resolved.trained_seconds is not None:
         timings["baseline_training"] = resolved.trained_seconds
     dataset = dataset.fit_to(model.input_shape[1:])
-    _check_classes(model, dataset)
+    run_task = _task(task, recipe, model, dataset, model_name)
+    if run_task.classifier:
+        _check_classes(model, dataset)
+    else:
+        _refuse_training(recipe, run_task.name)
     x_eval, y_eval = dataset.x_test[:eval_samples], dataset.y_test[:eval_samples]
 
-    log(f"baseline: {model_name} on {dataset.description}")
+    log(f"baseline: {model_name} on {dataset.description} ({run_task.name}, {run_task.how})")
     baseline = build_artifact(model, ArtifactSpec("float32"), dataset, x_eval, y_eval, out, model_name,
-                              targets=("litert",), baseline=True)
+                              targets=("litert",), baseline=True, task=run_task.name)
     ctx = StepContext(recipe, model, model, dataset, x_eval, y_eval, out, model_name, baseline, log=log,
-                      timings=timings)
+                      timings=timings, task=run_task.name)
     ctx.measure("original")
     results: dict[str, Any] = {}
     for spec in registry.schedule(recipe):
-        if spec.stage != "model" and "compressed" not in ctx.keras_accuracy:
+        if spec.stage != "model" and "compressed" not in ctx.keras_scores:
             ctx.measure("compressed")  # what the model-changing steps made of it
         results[spec.name] = spec.timed(ctx)
     timings["total"] = time.perf_counter() - t_start
     result = RunResult(out, recipe, dataset.description, baseline, ctx.artifacts, ctx.keras_accuracy,
                        kernel_sparsity(ctx.model), ctx.prune_plan, ctx.history, timings, techniques=ctx.techniques,
-                       metrics=ctx.metrics, steps=results)
+                       metrics=ctx.metrics, steps=results, task=run_task, keras_scores=ctx.keras_scores)
     ctx.model.save(out / f"{model_name}.compressed.h5")
     result.manifest_path = write_manifest(result, model_name, budget=budget)
     write_report(result, ctx.model, ctx.image_shape())
@@ -99,6 +111,39 @@ def _seed(seed: int) -> None:
     import tensorflow as tf
 
     tf.keras.utils.set_random_seed(seed)
+
+
+def _task(declared: str | None, recipe: Recipe, model, dataset: Dataset, name: str) -> Task:
+    """The run's task: `--task`, else the recipe's `[convert] task`, else detected; refused when they disagree."""
+    in_recipe = recipe.convert.task
+    if declared not in (None, "auto") and in_recipe not in ("auto", declared):
+        raise KitError(f"the task is declared twice: {declared!r}, and [convert] task = {in_recipe!r} in the recipe",
+                       "drop one, or make them agree")
+    chosen = declared if declared not in (None, "auto") else in_recipe
+    return resolve_task(chosen, tuple(model.input_shape[1:]), tuple(model.output_shape[1:]), dataset.y_test, name)
+
+
+#: steps that train the model on the labels with a classifier's loss (cross-entropy, distillation of class scores)
+_TRAINING = ("layer_prune", "structured", "regularize", "prune", "finetune")
+
+
+def _refuse_training(recipe: Recipe, task: str) -> None:
+    """The fine-tunes train classifiers: an autoencoder or regression model trained towards class labels stops
+    computing what it did, so such a recipe is refused before anything is trained."""
+    steps = [s for s in _TRAINING if getattr(recipe, s) is not None]
+    if recipe.lowrank is not None and (recipe.finetune is not None or recipe.lowrank.epochs):
+        steps.append("lowrank")
+    if recipe.cluster is not None and recipe.cluster.epochs:
+        steps.append("cluster")
+    if recipe.quantize is not None and "qat" in recipe.quantize.mode:
+        steps.append("quantize.mode qat")
+    if steps:
+        article = "an" if task[0] in "aeiou" else "a"
+        raise KitError(f"recipe {recipe.name!r} trains the model ({', '.join(f'[{s}]' for s in steps)}) with a "
+                       f"classifier's loss on the labels, which would undo {article} {task} model",
+                       "compress it after training: a recipe with [quantize] (e.g. mode = [\"none\", \"int8\"]), "
+                       "[convert] and optionally [cluster] with epochs = 0; or declare --task classification if "
+                       "the model is a classifier")
 
 
 def _check_classes(model, dataset: Dataset) -> None:

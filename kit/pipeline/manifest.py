@@ -3,6 +3,9 @@
 Readers go through `load_manifest`, which knows every schema version written so
 far: version 1 added `schema_version`, each artifact's `format` name and the
 optional `budget` section; manifests without a version are read as before.
+`task` (what the model computes and how that was settled) and `keras_scores`
+(the task's Keras figures) were added within version 1: a manifest without
+them is a classifier's, scored by top-1.
 """
 from __future__ import annotations
 
@@ -14,10 +17,13 @@ from typing import TYPE_CHECKING, Any
 from kit.core.artifact import Format, RuntimeCheck
 from kit.core.errors import KitError
 from kit.core.jsonio import write_json
+from kit.core.metrics import Task
 
 if TYPE_CHECKING:
     from kit.pipeline.compress import RunResult
 
+#: the task of a run result that does not say (a classifier's, as before tasks existed)
+CLASSIFIER = Task("classification", "assumed: the run does not record a task")
 #: the manifest layout this kit writes; `load_manifest` refuses a newer one
 SCHEMA_VERSION = 1
 MANIFEST = "manifest.json"
@@ -45,7 +51,9 @@ def write_manifest(r: "RunResult", model_name: str, budget: dict[str, Any] | Non
         "dataset": r.dataset,
         "recipe": r.recipe.to_dict(),
         "recipe_source": r.recipe.source,
+        "task": getattr(r, "task", CLASSIFIER).to_dict(),
         "keras_accuracy": r.keras_accuracy,
+        "keras_scores": getattr(r, "keras_scores", {}),
         "baseline": r.baseline.to_dict(),
         "artifacts": [a.to_dict() for a in r.artifacts],
         "layer_sparsity": r.layer_sparsity,

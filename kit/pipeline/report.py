@@ -10,21 +10,48 @@ from typing import Any
 from kit.core.tables import format_table
 
 
+def _classifier(result) -> bool:
+    task = getattr(result, "task", None)
+    return task is None or task.classifier
+
+
+def _has_auc(result) -> bool:
+    return any(c.auc is not None for a in [result.baseline, *result.artifacts] for c in a.checks)
+
+
 def comparison_rows(result) -> list[list]:
+    """One row per artifact: size, the task's figures on the first runtime that runs it correctly, and fidelity
+    to the Keras model it was converted from on LiteRT (top-1 agreement, or cosine similarity of the outputs)."""
+    from kit.core.artifact import first_correct
+
     base = result.baseline
+    classifier, auc = _classifier(result), _has_auc(result)
     rows = []
     for a in [base, *result.artifacts]:
-        loads = a.runtimes
         lit = a.check_on("litert")
-        rows.append([
-            a.name, "yes" if a.shipped else "no", a.bytes, a.gzip_bytes, f"{base.bytes / a.bytes:.1f}x",
-            _pct(a.accuracy), _pct(lit.agreement if lit and lit.loads else None),
-            ", ".join(loads) or "none",
-        ])
+        lit = lit if lit and lit.loads else None
+        first = first_correct(a.checks)
+        if classifier:
+            figures = [_pct(a.accuracy), _pct(lit.agreement if lit else None)]
+        else:
+            figures = [None if first is None or first.mse is None else f"{first.mse:.4g}",
+                       None if lit is None or lit.cosine is None else f"{lit.cosine:.4f}"]
+            if auc:
+                figures.append(_pct(first.auc if first else None))
+        rows.append([a.name, "yes" if a.shipped else "no", a.bytes, a.gzip_bytes, f"{base.bytes / a.bytes:.1f}x",
+                     *figures, ", ".join(a.runtimes) or "none"])
     return rows
 
 
 COMPARISON_HEADERS = ["artifact", "shipped", "bytes", "gzip", "vs float32", "top-1", "agree", "runs correctly on"]
+
+
+def comparison_headers(result) -> list[str]:
+    """COMPARISON_HEADERS for a classifier; MSE, cosine (and ROC AUC with anomaly labels) for the other tasks."""
+    if _classifier(result):
+        return COMPARISON_HEADERS
+    return [*COMPARISON_HEADERS[:5], "mse", "cosine", *(["roc auc"] if _has_auc(result) else []),
+            "runs correctly on"]
 
 
 @dataclass
@@ -38,18 +65,35 @@ class ReportInput:
 
 
 def _artifacts(r: ReportInput) -> str:
-    return "\n".join(["## Artifacts", "", format_table(COMPARISON_HEADERS, comparison_rows(r.result), markdown=True),
-                      "", "`agree` = top-1 agreement with the Keras model that was converted, on LiteRT.", ""])
+    if _classifier(r.result):
+        note = "`agree` = top-1 agreement with the Keras model that was converted, on LiteRT."
+    else:
+        note = (f"Task: {r.result.task.name} ({r.result.task.how}). " + _TASK_NOTES[r.result.task.name]
+                + " `cosine` = mean cosine similarity of the outputs with the Keras model that was converted, "
+                  "on LiteRT.")
+    return "\n".join(["## Artifacts", "", format_table(comparison_headers(r.result), comparison_rows(r.result),
+                                                       markdown=True), "", note, ""])
+
+
+_TASK_NOTES = {
+    "autoencoder": "`mse` = reconstruction error against the inputs; `roc auc` = area under the ROC curve of the "
+                   "per-sample reconstruction MSE as anomaly score against the 0/1 labels.",
+    "regression": "`mse` = mean squared error against the labels.",
+}
 
 
 def _per_runtime(r: ReportInput) -> str:
     rows = []
+    classifier = _classifier(r.result)
     for a in [r.result.baseline, *r.result.artifacts]:
         for c in a.checks:
-            rows.append([a.name, c.runtime, "yes" if c.loads else "no", _pct(c.top1), _pct(c.top5),
-                         _pct(c.agreement), c.max_abs_error, (c.problem or "")[:140]])
-    return "\n".join(["## Per runtime", "", format_table(["artifact", "runtime", "loads", "top-1", "top-5", "agree",
-                                                         "max abs err", "problem"], rows, markdown=True), ""])
+            figures = ([_pct(c.top1), _pct(c.top5), _pct(c.agreement)] if classifier else
+                       [c.mse, c.cosine, _pct(c.auc) if c.auc is not None else c.auc_note])
+            rows.append([a.name, c.runtime, "yes" if c.loads else "no", *figures, c.max_abs_error,
+                         (c.problem or "")[:140]])
+    names = ["top-1", "top-5", "agree"] if classifier else ["mse", "cosine", "roc auc"]
+    return "\n".join(["## Per runtime", "", format_table(["artifact", "runtime", "loads", *names, "max abs err",
+                                                         "problem"], rows, markdown=True), ""])
 
 
 def _not_shipped(r: ReportInput) -> str:
@@ -58,8 +102,15 @@ def _not_shipped(r: ReportInput) -> str:
 
 
 def _keras_accuracy(r: ReportInput) -> str:
-    return "\n".join(["## Keras accuracy", ""] + [f"- {k}: {_pct(v)}" for k, v in r.result.keras_accuracy.items()]
-                     + [""])
+    if _classifier(r.result):
+        return "\n".join(["## Keras accuracy", ""]
+                         + [f"- {k}: {_pct(v)}" for k, v in r.result.keras_accuracy.items()] + [""])
+    lines = ["## Keras figures", ""]
+    for label, scores in r.result.keras_scores.items():
+        parts = [f"MSE {scores['mse']:.4g}" if scores.get("mse") is not None else None,
+                 f"ROC AUC {_pct(scores['auc'])}" if scores.get("auc") is not None else scores.get("auc_note")]
+        lines.append(f"- {label}: " + ("; ".join(p for p in parts if p) or "no figure (no targets)"))
+    return "\n".join([*lines, ""])
 
 
 def _sparsity(r: ReportInput) -> str:

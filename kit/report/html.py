@@ -3,21 +3,25 @@
 Sections: the winner per device class and why; per-device latency
 distributions (min, median, p90, p99, max of each measurement); per class,
 size vs latency and accuracy vs latency with the Pareto front; energy where a
-device measured it; every measurement; failures with their causes. Figures
-from an estimate (a modelled clock, an energy model) are drawn hollow and
-dashed and badged "estimate"; measured ones are solid.
+device measured it; every measurement; failures with their causes, one entry
+per device and cause. Figures from an estimate (a modelled clock, an energy
+model) are drawn hollow and dashed and badged "estimate"; measured ones are
+solid. Where a class has both, each artifact is plotted twice (measured and
+estimated), so a modelled figure never hides a measured one. Labels are shown
+whole, wrapped at their `/` separators, never cut.
 """
 from __future__ import annotations
 
 import html
 import math
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
-from kit.farm.rundata import RunData
+from kit.farm.rundata import MEMORY_KINDS, RunData, memory_kind
 from kit.farm.choose import ClassChoice, choose
 
 _PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#9467bd", "#ff7f0e", "#17becf", "#8c564b", "#e377c2", "#7f7f7f",
@@ -37,6 +41,7 @@ font-variant-numeric:tabular-nums}
 .ok{color:#185c18}.bad{color:#a00}.none{color:#a00;font-weight:600}
 .plots{display:flex;flex-wrap:wrap;gap:16px}.note{color:#555;font-size:12px}
 svg text{font:11px system-ui,sans-serif;fill:#333}svg .axis{stroke:#999}svg .grid{stroke:#eee}
+pre.cause{white-space:pre-wrap;margin:0;font:12px ui-monospace,monospace}
 """
 
 _SCRIPT = """
@@ -105,8 +110,11 @@ def _latency(r: HtmlInput) -> str:
 def _classes(r: HtmlInput) -> str:
     return "\n".join([
         "<h2>Size, accuracy and latency per device class</h2>",
-        "<p class='note'>Filled markers are on the Pareto front (no other artifact is smaller, faster and at least "
-        "as accurate); the class's winner is ringed. Latency is the worst device's median.</p>",
+        "<p class='note'>Latency is the worst device's median: circles over the devices that measured it, hollow "
+        "dashed diamonds labelled <i>est.</i> over the devices that estimated it (both are drawn when a class has "
+        "both, joined by a thin line). Filled circles are on the Pareto front of the measured figures (no other "
+        "artifact is smaller, faster and at least as accurate); the class's winner is ringed at the figure the "
+        "choice used.</p>",
         *(_class_plots(choice, r.colors) for choice in r.choices),
     ])
 
@@ -147,13 +155,15 @@ def _winners(choices: list[ClassChoice]) -> str:
         if c.winner:
             w = c.winner
             result = (f"<span class='ok'>{e(w.artifact.label)}</span> ({e(w.artifact.format.name)}, "
-                      f"{w.artifact.bytes:,} B, {_ms(w.latency_us)}{_badge(w.estimate)}, accuracy "
-                      f"{_pct(w.artifact.accuracy)})")
+                      f"{w.artifact.bytes:,} B, {_latencies(w)}, accuracy {_pct(w.artifact.accuracy)})")
         else:
             result = (f"<span class='none'>none</span>: "
                       f"{e(c.why_none if not c.candidates else 'no artifact meets the constraints (see why, right)')}")
-        others = "<br>".join(f"{e(x.artifact.label)}: {e('; '.join(x.problems) or 'meets the constraints')}"
-                             for x in c.candidates if x is not c.winner)
+        same: dict[str, list[str]] = {}  # one line per reason, naming every artifact it applies to
+        for x in c.candidates:
+            if x is not c.winner:
+                same.setdefault("; ".join(x.problems) or "meets the constraints", []).append(x.artifact.label)
+        others = "<br>".join(f"{e(', '.join(labels))}: {e(why)}" for why, labels in same.items())
         rows.append(f"<tr><td>{e(c.device_class)}</td><td>{e(', '.join(c.devices))}</td><td>{e(limits or '-')}"
                     f"<br><span class='note'>objective: {e(c.objective)}</span></td><td>{result}</td>"
                     f"<td class='note'>{others}</td></tr>")
@@ -178,18 +188,36 @@ def _class_plots(choice: ClassChoice, colors: dict[str, str]) -> str:
     measured = [c for c in choice.candidates if c.latency_us is not None]
     if not measured:
         return f"<h3>{e(choice.device_class)}</h3><p class='note'>nothing measured</p>"
-    front = _pareto(measured)
-    size_pts = [(c.artifact.bytes / 1024, c.latency_us / 1000, c, c in front) for c in measured]
+    # the front is drawn through measured figures; through estimates only in a class that measured nothing
+    on_device = [c for c in measured if c.measured_latency_us is not None]
+    front = _pareto(on_device, lambda c: c.measured_latency_us) if on_device else _pareto(measured)
+    size_pts = [(c.artifact.bytes / 1024, ms, c, c in front and not (est and on_device), est, chosen)
+                for c in measured for ms, est, chosen in _latency_points(c)]
     out = [f"<h3>{e(choice.device_class)}</h3><div class='plots'>",
            _scatter_svg(size_pts, "model size (KiB)", "latency (ms)", choice.winner, colors)]
-    acc_pts = [(c.artifact.accuracy * 100, c.latency_us / 1000, c, c in front) for c in measured
-               if c.artifact.accuracy is not None]
+    acc_pts = [(c.artifact.accuracy * 100, ms, c, c in front and not (est and on_device), est, chosen)
+               for c in measured if c.artifact.accuracy is not None for ms, est, chosen in _latency_points(c)]
     if acc_pts:
         out.append(_scatter_svg(acc_pts, "accuracy (%)", "latency (ms)", choice.winner, colors, log_x=False))
     else:
         out.append("<p class='note'>no accuracy figures: the artifacts were given without one</p>")
     out.append("</div>")
     return "".join(out)
+
+
+def _latency_points(c) -> list[tuple[float, bool, bool]]:
+    """(latency ms, is an estimate, is the figure the choice used) for each kind of figure the candidate has."""
+    points = [(us / 1000, est, us == c.latency_us)
+              for us, est in ((c.measured_latency_us, False), (c.estimated_latency_us, True)) if us is not None]
+    return points or [(c.latency_us / 1000, c.estimate, True)]
+
+
+def _latencies(c) -> str:
+    """The winner's latency: measured and estimated figures side by side when it has both."""
+    if c.measured_latency_us is not None and c.estimated_latency_us is not None:
+        return (f"{_ms(c.measured_latency_us)}{_badge_measured()}, {_ms(c.estimated_latency_us)}"
+                f"{_badge(True)}")
+    return f"{_ms(c.latency_us)}{_badge(c.estimate)}"
 
 
 def _energy(run: RunData) -> str:
@@ -211,6 +239,7 @@ def _energy(run: RunData) -> str:
 def _measurements(run: RunData) -> str:
     e = html.escape
     rows = []
+    kinds = [k for k in MEMORY_KINDS if any(memory_kind(m["memory_method"]) == k for m in run.ok())]
     for m in run.ok():
         a = run.artifacts[m["artifact_sha256"]]
         cells = [f"<td class='num'>{_num(m[k])}</td>"
@@ -220,27 +249,36 @@ def _measurements(run: RunData) -> str:
             f"<td class='num'>{_pct(a.accuracy)}</td><td>{e(m['device'])}</td><td>{e(m['device_class'] or '')}</td>"
             + "".join(cells)
             + f"<td class='num'>{_num(m['init_us'])}</td>"
-            f"<td class='num' data-v='{m['peak_memory_bytes'] or 0}'>{_bytes(m['peak_memory_bytes'])}</td>"
+            + "".join(_memory_cell(m, k) for k in kinds) +
             f"<td>{_badge(bool(m['estimate'])) if m['estimate'] else _badge_measured()}</td>"
             f"<td class='num'>{m['seconds']:.1f}</td></tr>")
-    return ("<h2>All measurements</h2><p class='note'>Click a column to sort. Latencies in µs.</p>"
-            "<table class='sortable'><thead><tr><th>artifact</th><th>format</th><th>bytes</th><th>accuracy</th>"
+    memory_note = "".join(f" <b>{e(MEMORY_KINDS[k][0])}</b>: {e(MEMORY_KINDS[k][1])}." for k in kinds)
+    return ("<h2>All measurements</h2><p class='note'>Click a column to sort. Latencies in µs." + memory_note
+            + "</p><table class='sortable'><thead><tr><th>artifact</th><th>format</th><th>bytes</th><th>accuracy</th>"
             "<th>device</th><th>class</th><th>median</th><th>p90</th><th>p99</th><th>mean</th><th>init</th>"
-            "<th>peak memory</th><th>kind</th><th>job s</th></tr></thead><tbody>" + "".join(rows)
-            + "</tbody></table>")
+            + "".join(f"<th>{e(MEMORY_KINDS[k][0])}</th>" for k in kinds)
+            + "<th>kind</th><th>job s</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
+
+
+def _memory_cell(m: dict[str, Any], kind: str) -> str:
+    value = m["peak_memory_bytes"] if memory_kind(m["memory_method"]) == kind else None
+    title = f" title='{html.escape(m['memory_method'])}'" if value is not None else ""
+    return f"<td class='num' data-v='{value or 0}'{title}>{_bytes(value)}</td>"
 
 
 def _failures(run: RunData) -> str:
     e = html.escape
     rows = "".join(
-        f"<tr><td>{e(run.artifacts[m['artifact_sha256']].label)}</td><td>{e(m['device'])}</td>"
-        f"<td>{'device dropped out' if run.device_lost(m) else 'the artifact failed'}</td>"
-        f"<td class='bad'>{e(m['error'] or '')}</td></tr>" for m in run.failed())
+        f"<tr><td>{e(', '.join(g.devices))}</td><td>"
+        f"{'device unreachable, dropped out' if g.device_lost else 'the artifact failed'}</td>"
+        f"<td>{g.jobs}: {e(', '.join(g.artifacts))}</td>"
+        f"<td class='bad'><pre class='cause'>{e(g.cause)}</pre></td></tr>" for g in run.failure_groups())
     skipped = "".join(f"<tr><td>{e(n['name'])}</td><td>{e(n['class'])}</td><td>{e(n['reason'])}</td></tr>"
                       for n in run.plan.get("not_planned", []))
     out = ["<h2>Failures</h2>"]
-    out.append("<table><thead><tr><th>artifact</th><th>device</th><th>kind</th><th>cause</th></tr></thead><tbody>"
-               + rows + "</tbody></table>" if rows else "<p>No job failed.</p>")
+    out.append("<p class='note'>One row per cause, naming every device it happened on.</p><table><thead><tr>"
+               "<th>device</th><th>kind</th><th>jobs</th><th>cause</th></tr></thead><tbody>" + rows + "</tbody></table>"
+               if rows else "<p>No job failed.</p>")
     if skipped:
         out.append("<h3>Not profiled</h3><table><thead><tr><th>artifact</th><th>class</th><th>why</th></tr></thead>"
                    "<tbody>" + skipped + "</tbody></table>")
@@ -254,18 +292,22 @@ def _range_svg(items: list[tuple[str, dict[str, Any], str]]) -> str:
     values = [v for _, m, _ in items for v in (m["latency_min_us"], m["latency_max_us"], m["latency_mean_us"])
               if v is not None and v > 0]
     lo, hi = _log_bounds(values)
-    label_w, plot_w, row_h, top = 190, 330, 22, 10
-    width, height = label_w + plot_w + 20, top + row_h * len(items) + 34
+    label_w, plot_w, top = 190, 330, 10
+    labels = [_wrap(label + (" (est.)" if m["estimate"] else ""), 30) for label, m, _ in items]
+    heights = [max(22, 13 * len(lines) + 8) for lines in labels]
+    bottom = top + sum(heights)
+    width, height = label_w + plot_w + 20, bottom + 34
     x = _log_scale(lo, hi, label_w, label_w + plot_w)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>"]
-    out += _x_ticks(lo, hi, x, top, top + row_h * len(items), "latency (µs)")
-    for i, (label, m, color) in enumerate(items):
-        y = top + row_h * i + row_h / 2
+    out += _x_ticks(lo, hi, x, top, bottom, "latency (µs)")
+    row_top = top
+    for (label, m, color), lines, row_h in zip(items, labels, heights):
+        y = row_top + row_h / 2
+        row_top += row_h
         estimate = bool(m["estimate"])
         median = m["latency_median_us"] if m["latency_median_us"] is not None else m["latency_mean_us"]
         dash = " stroke-dasharray='3,2'" if estimate else ""
-        out.append(f"<text x='{label_w - 6}' y='{y + 4:.1f}' text-anchor='end'>{html.escape(_short(label, 30))}"
-                   f"{' (est.)' if estimate else ''}</text>")
+        out.append(_text_lines(label_w - 6, y + 4 - 6.5 * (len(lines) - 1), lines, "end"))
         if m["latency_min_us"] and m["latency_max_us"]:
             out.append(f"<line x1='{x(m['latency_min_us']):.1f}' x2='{x(m['latency_max_us']):.1f}' y1='{y}' "
                        f"y2='{y}' stroke='{color}' stroke-width='1.5'{dash}/>")
@@ -285,11 +327,12 @@ def _range_svg(items: list[tuple[str, dict[str, Any], str]]) -> str:
     return "".join(out)
 
 
-def _scatter_svg(points: list[tuple[float, float, Any, bool]], x_label: str, y_label: str, winner: Any,
+def _scatter_svg(points: list[tuple[float, float, Any, bool, bool, bool]], x_label: str, y_label: str, winner: Any,
                  colors: dict[str, str], log_x: bool = True) -> str:
-    left, right, top, bottom = 60, 180, 12, 44
+    """points: (x, y, candidate, on the Pareto front, is an estimate, is the figure the choice used); a candidate
+    may have a measured and an estimated point. The legend names every candidate in full."""
+    left, right, top, bottom = 60, 190, 12, 44
     plot_w, plot_h = 300, 220
-    width, height = left + plot_w + right, top + plot_h + bottom
     xs, ys = [p[0] for p in points], [p[1] for p in points]
     ylo, yhi = _log_bounds(ys)
     y = _log_scale(ylo, yhi, top + plot_h, top)
@@ -299,6 +342,14 @@ def _scatter_svg(points: list[tuple[float, float, Any, bool]], x_label: str, y_l
     else:
         xlo, xhi = _linear_bounds(xs)
         x = _linear_scale(xlo, xhi, left, left + plot_w)
+    legend: dict[str, tuple[Any, set[bool]]] = {}
+    for _, _, cand, _, est, _ in points:
+        legend.setdefault(cand.artifact.sha256, (cand, set()))[1].add(est)
+    legend_lines = [_wrap(c.artifact.label + (" (measured, est.)" if kinds == {True, False} else
+                                              " (est.)" if kinds == {True} else ""), 28)
+                    for c, kinds in legend.values()]
+    legend_h = sum(13 * len(lines) + 4 for lines in legend_lines)
+    width, height = left + plot_w + right, max(top + plot_h + bottom, top + legend_h + 10)
     out = [f"<svg xmlns='http://www.w3.org/2000/svg' width='{width}' height='{height}' role='img'>",
            f"<rect x='{left}' y='{top}' width='{plot_w}' height='{plot_h}' fill='none' class='axis'/>"]
     out += _x_ticks(xlo, xhi, x, top, top + plot_h, x_label, log=log_x)
@@ -310,39 +361,75 @@ def _scatter_svg(points: list[tuple[float, float, Any, bool]], x_label: str, y_l
                f"{html.escape(y_label)}</text>")
     front = sorted((p for p in points if p[3]), key=lambda p: p[0])
     if len(front) > 1:
-        path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py, _, _ in front)
+        path = " ".join(f"{x(px):.1f},{y(py):.1f}" for px, py, *_ in front)
         out.append(f"<polyline points='{path}' fill='none' stroke='#555' stroke-dasharray='4,3'/>")
-    for i, (px, py, cand, on_front) in enumerate(points):
+    pairs: dict[str, list[tuple[float, float]]] = {}
+    for px, py, cand, *_ in points:
+        pairs.setdefault(cand.artifact.sha256, []).append((x(px), y(py)))
+    for sha, xy in pairs.items():  # an artifact's measured and estimated figures, joined
+        if len(xy) == 2:
+            out.append(f"<line x1='{xy[0][0]:.1f}' y1='{xy[0][1]:.1f}' x2='{xy[1][0]:.1f}' y2='{xy[1][1]:.1f}' "
+                       f"stroke='{colors[sha]}' stroke-opacity='0.5'/>")
+    for px, py, cand, on_front, est, chosen in points:
         color = colors[cand.artifact.sha256]
         cx, cy = x(px), y(py)
-        est = cand.estimate
         fill = color if on_front and not est else "white"
         dash = " stroke-dasharray='2,2'" if est else ""
-        if cand is winner:
+        if cand is winner and chosen:
             out.append(f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='9' fill='none' stroke='#111' stroke-width='1.5'/>")
         shape = (f"<rect x='{cx - 4.5:.1f}' y='{cy - 4.5:.1f}' width='9' height='9' transform='rotate(45 {cx:.1f} "
                  f"{cy:.1f})'" if est else f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='5'")
-        tip = (f"{cand.artifact.label}: {cand.artifact.bytes:,} B, {_ms(cand.latency_us)}, accuracy "
-               f"{_pct(cand.artifact.accuracy)}{' (latency is an estimate)' if est else ''}")
-        out.append(f"{shape} fill='{fill}' stroke='{color}' stroke-width='2'{dash}><title>{html.escape(tip)}"
-                   f"</title>{'</rect>' if est else '</circle>'}")
-        ly = top + 14 + 15 * i
-        out.append(f"<circle cx='{left + plot_w + 14}' cy='{ly - 4}' r='4' fill='{fill}' stroke='{color}'/>"
-                   f"<text x='{left + plot_w + 22}' y='{ly}'>{html.escape(_short(cand.artifact.label, 22))}"
-                   f"{' est.' if est else ''}</text>")
+        kind = "estimate" if est else "measured"
+        tip = (f"{cand.artifact.label}: {cand.artifact.bytes:,} B, {kind} {_ms(py * 1000)}, accuracy "
+               f"{_pct(cand.artifact.accuracy)}")
+        out.append(f"{shape} fill='{fill}' stroke='{color}' stroke-width='2'{dash} data-kind='{kind}'>"
+                   f"<title>{html.escape(tip)}</title>{'</rect>' if est else '</circle>'}")
+        if est:
+            out.append(f"<text x='{cx + 7:.1f}' y='{cy + 4:.1f}' class='est'>est.</text>")
+    ly = top + 10
+    for (cand, kinds), lines in zip(legend.values(), legend_lines):
+        color = colors[cand.artifact.sha256]
+        out.append(f"<circle cx='{left + plot_w + 14}' cy='{ly - 4}' r='4' fill='{color}' stroke='{color}'/>"
+                   + _text_lines(left + plot_w + 22, ly, lines, "start"))
+        ly += 13 * len(lines) + 4
     out.append("</svg>")
     return "".join(out)
 
 
-def _pareto(cands: list) -> list:
+def _wrap(text: str, width: int) -> list[str]:
+    """Lines of at most `width` characters, broken after `/` (else `-`, `_` or a space) where possible: a label
+    shown whole."""
+    pieces = [p for p in re.split(r"(?<=/)", text) if p]
+    pieces = [q for p in pieces for q in ([p] if len(p) <= width else re.split(r"(?<=[-_ ])", p)) if q]
+    lines: list[str] = []
+    for piece in pieces:
+        if lines and len(lines[-1]) + len(piece) <= width:
+            lines[-1] += piece
+            continue
+        while len(piece) > width:  # one segment longer than a line: continued on the next
+            lines.append(piece[:width])
+            piece = piece[width:]
+        if piece:
+            lines.append(piece)
+    return lines or [""]
+
+
+def _text_lines(x: float, y: float, lines: list[str], anchor: str) -> str:
+    """A <text> of several lines (tspans); the first line's baseline at `y`."""
+    spans = "".join(f"<tspan x='{x:.1f}' dy='{0 if i == 0 else 13}'>{html.escape(line)}</tspan>"
+                    for i, line in enumerate(lines))
+    return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}'>{spans}</text>"
+
+
+def _pareto(cands: list, latency: Callable[[Any], float] = lambda c: c.latency_us) -> list:
     """Non-dominated on (size smaller, latency lower, accuracy higher; unknown accuracy counts as lowest)."""
     def acc(c) -> float:
         return c.artifact.accuracy if c.artifact.accuracy is not None else -1.0
 
     front = []
     for c in cands:
-        dominated = any(o is not c and o.artifact.bytes <= c.artifact.bytes and o.latency_us <= c.latency_us
-                        and acc(o) >= acc(c) and (o.artifact.bytes < c.artifact.bytes or o.latency_us < c.latency_us
+        dominated = any(o is not c and o.artifact.bytes <= c.artifact.bytes and latency(o) <= latency(c)
+                        and acc(o) >= acc(c) and (o.artifact.bytes < c.artifact.bytes or latency(o) < latency(c)
                                                   or acc(o) > acc(c)) for o in cands)
         if not dominated:
             front.append(c)
@@ -403,10 +490,6 @@ def _tick_text(v: float) -> str:
     if v >= 1e3:
         return f"{v / 1e3:g}k"
     return f"{v:g}"
-
-
-def _short(text: str, n: int) -> str:
-    return text if len(text) <= n else "…" + text[-(n - 1):]
 
 
 def _invocations(run: RunData) -> str:

@@ -169,13 +169,24 @@ class StepContext:
     prune_plan: dict | None = None
     metrics: dict[str, Any] = field(default_factory=dict)
     finetuned: bool = False  # a step already trained with the [finetune] settings
+    #: what the model computes (kit.core.metrics.TASKS): picks the figures every measurement records
+    task: str = "classification"
+    #: the task's Keras figures by label (kit.core.metrics.task_scores); classifiers' top-1 also in keras_accuracy
+    keras_scores: dict[str, dict] = field(default_factory=dict)
 
-    def measure(self, label: str, model: Any = None) -> float:
-        """Keras top-1 of `model` (default: the model being compressed) on the evaluation split, recorded."""
+    def measure(self, label: str, model: Any = None) -> float | None:
+        """The task's Keras figures of `model` (default: the model being compressed) on the evaluation split,
+        recorded; returns the one the accuracy gate compares (top-1 for classifiers)."""
+        from kit.core.metrics import gate_figure, task_scores
+
         m = self.model if model is None else model
-        acc = float(np.mean(m.predict(self.x_eval, batch_size=512, verbose=0).argmax(axis=1) == self.y_eval))
-        self.keras_accuracy[label] = acc
-        return acc
+        scores = task_scores(self.task, m.predict(self.x_eval, batch_size=512, verbose=0), self.x_eval, self.y_eval,
+                             None)
+        self.keras_scores[label] = scores
+        if self.task == "classification":
+            self.keras_accuracy[label] = scores["top1"]
+        figure = gate_figure(self.task, scores)
+        return None if figure is None else figure[1]
 
     def image_shape(self) -> tuple[int, ...] | None:
         """Image layout of the inputs, for shifts and the input-importance map (None for non-image data)."""

@@ -1,11 +1,13 @@
 """[convert]: every model the run made, as .tflite in each encoding, checked on every runtime; what ships
-must run correctly on the runtimes listed in `targets` and lose at most `max_accuracy_drop` points of top-1 against
-the original model there (kit.convert.artifacts)."""
+must run correctly on the runtimes listed in `targets` and lose at most `max_accuracy_drop` of the task's figure
+against the original model there (kit.convert.artifacts). The task (classifier, autoencoder, regression) picks
+the figures; `auto` detects it from the model's shapes and the labels (kit.core.metrics)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Any
 
+from kit.core.metrics import TASK_CHOICES
 from kit.core.vocab import RUNTIMES
 from kit.steps.base import StepContext, StepSpec, key
 
@@ -26,9 +28,13 @@ class ConvertStep:
                       choices=("auto", "on", "off"))
     targets: list[str] = key(doc="runtimes an artifact must load on to ship", read=_targets,
                              shape=f"list of {' | '.join(RUNTIMES)}", factory=lambda: ["litert"])
-    max_accuracy_drop: float = key(1.0, "points of top-1 an artifact may lose against the original model on the "
-                                        "same runtime and test split; more never ships", type=float,
-                                   check=lambda x: 0 <= x <= 100, allowed="0 to 100 (points)")
+    max_accuracy_drop: float = key(1.0, "what an artifact may lose against the original model on the same runtime "
+                                        "and test split, more never ships: points of top-1 (classifier), points of "
+                                        "ROC AUC (autoencoder with 0/1 anomaly labels), else per cent of MSE rise",
+                                   type=float, check=lambda x: 0 <= x <= 100, allowed="0 to 100")
+    task: str = key("auto", "what the model computes, which picks the figures: auto = outputs shaped like the "
+                            "inputs is an autoencoder, integer labels indexing the outputs a classifier",
+                    choices=TASK_CHOICES)
 
 
 @dataclass
@@ -39,13 +45,16 @@ class ConvertResult:
 
 def run(ctx: StepContext) -> ConvertResult:
     from kit.convert.artifacts import AccuracyGate, artifacts_for
+    from kit.core.metrics import gate_figure
     from kit.steps.quantize import Source
 
     pruned = ctx.recipe.prune is not None
-    gate = AccuracyGate(ctx.baseline, ctx.keras_accuracy["original"], ctx.recipe.convert.max_accuracy_drop)
+    original = gate_figure(ctx.task, ctx.keras_scores["original"])
+    gate = AccuracyGate(ctx.baseline, None if original is None else original[1], ctx.recipe.convert.max_accuracy_drop,
+                        ctx.task)
     for s in ctx.sources or [Source(ctx.model, "float32")]:
         ctx.artifacts += artifacts_for(s.model, s.fmt, s.io, pruned, ctx.recipe, ctx.dataset, ctx.x_eval, ctx.y_eval,
-                                       ctx.out, ctx.model_name, ctx.log, gate=gate)
+                                       ctx.out, ctx.model_name, ctx.log, gate=gate, task=ctx.task)
     advice = None
     if ctx.artifacts and not any(a.shipped for a in ctx.artifacts):
         advice = gate.advice(ctx.recipe, ctx.artifacts)

@@ -60,15 +60,21 @@ def run(ctx: StepContext) -> MetricsResult:
     classes = ref.reshape(len(ref), -1).shape[1]
     m: dict[str, Any] = {
         "before": before.to_dict(), "after": after.to_dict(), "pruning_rate": M.pruning_rate(before, after),
-        "top1": {"original": M.topk(ref, y), "compressed": M.topk(out, y)},
-        "top5": {"original": M.topk(ref, y, 5), "compressed": M.topk(out, y, 5)} if classes > 5 else {},
         "output_mse": mse, "output_psnr_db": psnr, "samples": n,
     }
-    image_shape = ctx.image_shape()
-    rob = M.robustness({"original": M.keras_predict(model), "compressed": M.keras_predict(current)}, x, y,
-                       settings.noise_sigmas, settings.shifts if image_shape else (), image_shape,
-                       seed=ctx.recipe.seed)
-    m["robustness"] = rob.to_dict()
+    if ctx.task == "classification":
+        m["top1"] = {"original": M.topk(ref, y), "compressed": M.topk(out, y)}
+        m["top5"] = {"original": M.topk(ref, y, 5), "compressed": M.topk(out, y, 5)} if classes > 5 else {}
+        image_shape = ctx.image_shape()
+        rob = M.robustness({"original": M.keras_predict(model), "compressed": M.keras_predict(current)}, x, y,
+                           settings.noise_sigmas, settings.shifts if image_shape else (), image_shape,
+                           seed=ctx.recipe.seed)
+        m["robustness"] = rob.to_dict()
+    else:  # top-k and the robustness table (top-1 under noise) score classifiers: the task's figures instead
+        from kit.core.metrics import task_scores
+
+        m["task_scores"] = {"original": task_scores(ctx.task, ref, x, y, None),
+                            "compressed": task_scores(ctx.task, out, x, y, ref)}
     m["compression"] = {}
     baseline, artifacts = ctx.baseline, ctx.artifacts
     profiles = _profile([baseline, *artifacts], settings.latency_runs, ctx.log) if settings.latency_runs else {}
@@ -112,9 +118,15 @@ def render(result: MetricsResult, out: Path) -> str:
             ["nonzero parameters", m["before"]["nonzero_params"], m["after"]["nonzero_params"]],
             ["kernel sparsity", f"{m['before']['kernel_sparsity']:.1%}", f"{m['after']['kernel_sparsity']:.1%}"],
             ["MACs", m["before"]["macs"], m["after"]["macs"]],
-            ["effective MACs (sparse)", m["before"]["effective_macs"], m["after"]["effective_macs"]],
-            ["top-1 (Keras)", _pct(m["top1"]["original"]), _pct(m["top1"]["compressed"])],
-            ["top-5 (Keras)", _pct(m["top5"].get("original")), _pct(m["top5"].get("compressed"))]]
+            ["effective MACs (sparse)", m["before"]["effective_macs"], m["after"]["effective_macs"]]]
+    if "top1" in m:
+        rows += [["top-1 (Keras)", _pct(m["top1"]["original"]), _pct(m["top1"]["compressed"])],
+                 ["top-5 (Keras)", _pct(m["top5"].get("original")), _pct(m["top5"].get("compressed"))]]
+    scores = m.get("task_scores", {})
+    for name, label, fmt in (("mse", "MSE (Keras)", "{:.4g}"), ("auc", "ROC AUC (Keras)", "{:.2%}")):
+        if any(s.get(name) is not None for s in scores.values()):
+            rows.append([label, *(None if scores[k].get(name) is None else fmt.format(scores[k][name])
+                                  for k in ("original", "compressed"))])
     lines = ["## Metrics", "", format_table(["", "original", "compressed"], rows, markdown=True), "",
              f"Pruning rate {m['pruning_rate']:.1%}; output MSE vs the original {m['output_mse']:.4g}, "
              f"PSNR {m['output_psnr_db']:.1f} dB.", ""]

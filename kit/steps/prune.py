@@ -3,7 +3,7 @@ learned-mask and iterative methods."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,7 @@ def _importance() -> tuple[str, ...]:
 SCOPES = ("layer", "global")
 THRESHOLD_KINDS = ("absolute", "relative", "score")
 GATES = ("ste", "sigmoid")
-#: prune keys each method reads besides final_sparsity, skip, layers and method itself
+#: prune keys each method reads besides final_sparsity, skip, layers, output and method itself
 METHOD_KEYS = {
     "magnitude": {"schedule", "initial_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch", "frequency",
                   "granularity", "block"},
@@ -64,6 +64,12 @@ def _overrides(v, t: dict, path: tuple, name: str, default: Any) -> dict[str, La
     return out
 
 
+def _output_override(v, t: dict, path: tuple, name: str, default: Any) -> LayerOverride | None:
+    if name not in t:
+        return default
+    return read_config(LayerOverride, v, t[name], (*path, name))
+
+
 @dataclass
 class PruneStep:
     schedule: str = key("polynomial", "how sparsity rises over the fine-tune", choices=("constant", "polynomial"))
@@ -87,6 +93,10 @@ class PruneStep:
                           shape="list of regular expressions", factory=list)
     layers: dict[str, LayerOverride] = key(doc="per-layer overrides: skip, initial/final_sparsity, granularity, block",
                                            read=_overrides, shape="[prune.layers.\"name or regex\"]", factory=dict)
+    output: LayerOverride | None = key(None, "the layer computing the model's outputs (a classifier's last Dense), "
+                                       "whatever its name: the same keys, sparsity at most final_sparsity; a "
+                                       "`layers` pattern naming it wins",
+                                       read=_output_override, shape="[prune.output]")
     method: str = key("magnitude", "magnitude (TF-MOT) | soft | learned | iterative", choices=PRUNE_METHODS)
     scope: str = key("layer", "soft/learned/iterative: rank per layer or over all layers together", choices=SCOPES)
     importance: str = key("magnitude", "iterative: how weights are ranked", choices=_importance)
@@ -105,11 +115,14 @@ class PruneStep:
     def skips(self, name: str) -> bool:
         return any(re.fullmatch(p, name) for p in self.skip)
 
-    def override_for(self, name: str) -> LayerOverride:
-        """The first `layers` pattern that matches the whole layer name wins."""
+    def override_for(self, name: str, output: bool = False) -> LayerOverride:
+        """The first `layers` pattern that matches the whole layer name wins; then `output` for the layer that
+        computes the model's outputs (kit.techniques.prune.output_layers)."""
         for pattern, override in self.layers.items():
             if re.fullmatch(pattern, name):
                 return override
+        if output and self.output is not None:
+            return self.output
         return LayerOverride()
 
 
@@ -138,17 +151,20 @@ def validate(v, t: dict, s: PruneStep) -> None:
     _unused_by_method(v, t, s)
     own = {"skip", "final_sparsity"} | ({"initial_sparsity"} & METHOD_KEYS[s.method]) | (
         {"granularity", "block"} if s.method == "magnitude" else set())
-    for name, table in t.get("layers", {}).items():
+    tables = {(*p, "layers", name): table for name, table in t.get("layers", {}).items()}
+    if isinstance(t.get("output"), dict):
+        tables[(*p, "output")] = t["output"]
+    for where, table in tables.items():
         for k in ("initial_sparsity", "granularity", "block"):
             if table.get(k) is not None and k not in own:
-                v.fail((*p, "layers", name, k), f"is not used by method {s.method!r}",
+                v.fail((*where, k), f"is not used by method {s.method!r}",
                        f"per-layer overrides of this method: {', '.join(sorted(own))}")
 
 
 def _unused_by_method(v, t: dict, s: PruneStep) -> None:
     """A knob of another pruning method, set to anything but its default, is a mistake worth naming."""
     default = PruneStep(method=s.method)
-    for name in sorted(set(t) - {"final_sparsity", "skip", "layers", "method"} - METHOD_KEYS[s.method]):
+    for name in sorted(set(t) - {"final_sparsity", "skip", "layers", "output", "method"} - METHOD_KEYS[s.method]):
         if getattr(s, name) != getattr(default, name):
             users = [m for m in PRUNE_METHODS if name in METHOD_KEYS[m]]
             v.fail(("prune", name), f"is not used by method {s.method!r}", f"it applies to method {' | '.join(users)}")
@@ -163,6 +179,8 @@ class PruneResult:
     method: str
     report: dict | None  # the soft / learned / iterative report (None for magnitude)
     scores: dict  # importance of the weights pruning started from, per kernel, for the report's histogram
+    #: layers the recipe asked to prune that the method leaves dense (wholly or in part) -> why
+    not_pruned: dict[str, str] = field(default_factory=dict)
 
 
 def run(ctx: StepContext) -> PruneResult:
@@ -173,7 +191,9 @@ def run(ctx: StepContext) -> PruneResult:
     step, ft, data = ctx.recipe.prune, finetune.settings(ctx), ctx.dataset
     start = ctx.model
     plan = pruning.plan(start, step, steps_per_epoch(len(data.x_train), ft), ft.epochs)
-    ctx.prune_plan = plan.to_dict()
+    ctx.prune_plan = plan.to_dict()  # the manifest's prune_plan, not_pruned included
+    for layer, why in plan.not_pruned.items():
+        ctx.log(f"prune: {layer} not pruned: {why}")
     report = None
     if step.method == "magnitude":
         ctx.log(f"prune: {step.schedule} to {step.final_sparsity:.0%} ({step.granularity}), "
@@ -186,7 +206,7 @@ def run(ctx: StepContext) -> PruneResult:
         ctx.model, ctx.history, report = _mask_prune(ctx, start, plan)
         ctx.techniques[step.method] = report
     ctx.finetuned = True
-    return PruneResult(step.method, report, _scores(ctx, start, plan))
+    return PruneResult(step.method, report, _scores(ctx, start, plan), plan.not_pruned)
 
 
 def _scores(ctx: StepContext, start, plan) -> dict:
@@ -256,6 +276,10 @@ def render(result: PruneResult, out: Path) -> str:
     from kit.steps.explain import importance_histograms
 
     lines = []
+    if result.not_pruned:
+        lines += ["## Layers left dense", "", "The recipe prunes these layers, but the method leaves their kernels dense:",
+                  "", format_table(["layer", "why"], [[k, v] for k, v in result.not_pruned.items()], markdown=True),
+                  ""]
     t = result.report
     if t:
         lines += [f"## {_TITLES[result.method]}", ""]

@@ -24,7 +24,8 @@ import numpy as np
 
 from kit.core.errors import KitError
 from kit.techniques.importance import select_sparsity
-from kit.techniques.masking import MASKABLE, Masks, output_layer_names
+from kit.techniques.masking import Masks
+from kit.techniques.prune import MASKABLE, output_layers
 
 GATES = ("ste", "sigmoid")
 GRANULARITIES = ("unstructured", "filter")
@@ -69,7 +70,7 @@ def learn_masks(model, targets: dict[str, float], x: np.ndarray, y: np.ndarray, 
     import tensorflow as tf
     import tf_keras as keras
 
-    from kit.techniques.finetune import outputs_logits
+    from kit.techniques.finetune import outputs_logits, recalibrate_batchnorm
     from kit.techniques.prune import private_copy
 
     if gate not in GATES:
@@ -83,7 +84,7 @@ def learn_masks(model, targets: dict[str, float], x: np.ndarray, y: np.ndarray, 
                        "use scope = \"layer\" with granularity = \"filter\"")
     tf.keras.utils.set_random_seed(seed)
     work = private_copy(model)
-    outputs = output_layer_names(work)
+    outputs = output_layers(work)
     by_layer: dict[str, list[str]] = {}
     for key in targets:
         by_layer.setdefault(key.split("/")[0], []).append(key.split("/")[1])
@@ -187,6 +188,8 @@ def learn_masks(model, targets: dict[str, float], x: np.ndarray, y: np.ndarray, 
     masks = _exact(scores, targets, keys, scope, gated, set(shared))
     result = private_copy(work)
     _copy_from_trainer(trainer, result, gated, masks)
+    # the moving statistics followed the gated kernels at momentum 0.99; the exact masks changed them again
+    recalibrate_batchnorm(result, x)
     learned_total = 1 - sum(m.sum() for m in learned.values()) / sum(sizes.values())
     report = LearnedReport(
         gate, granularity, scope, epochs, float(learned_total),

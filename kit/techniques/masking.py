@@ -14,10 +14,7 @@ from typing import Iterable
 import numpy as np
 
 from kit.core.errors import ModelError
-
-KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
-#: layer types whose kernels the kit's own maskers handle (the same family TF-MOT prunes)
-MASKABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+from kit.techniques.prune import KERNEL_NAMES, MASKABLE
 
 Masks = dict[str, np.ndarray]
 
@@ -113,8 +110,3 @@ def kernel_targets(kernels: dict, prune_plan) -> dict[str, tuple[float, float]]:
     """(initial, final) sparsity of every kernel whose layer a `kit.techniques.prune.PrunePlan` prunes."""
     by_layer = {p.layer: (p.initial_sparsity, p.final_sparsity) for p in prune_plan.layers}
     return {k: by_layer[k.split("/")[0]] for k in kernels if k.split("/")[0] in by_layer}
-
-
-def output_layer_names(model) -> set[str]:
-    """Layers that produce the model's outputs: their units are the model's outputs and are never removed."""
-    return {t._keras_history.layer.name for t in model.outputs}

@@ -7,7 +7,7 @@ is derived from it so that pruning really happens even in short fine-tunes
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -40,6 +40,10 @@ class PrunePlan:
     steps_per_epoch: int
     layers: list[LayerPlan]
     skipped: dict[str, str]
+    #: layers with kernels the recipe asked to prune that the method leaves dense (wholly or in part), and why
+    not_pruned: dict[str, str] = field(default_factory=dict)
+    #: the layers whose kernels compute the model's outputs ([prune.output] applies to them)
+    outputs: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -59,14 +63,21 @@ def plan(model, step: PruneStep, steps_per_epoch: int, epochs: int) -> PrunePlan
     frequency = step.frequency or max(1, min(100, (end - begin) // UPDATES_PER_WINDOW))
     if end - begin >= frequency:  # the last mask update lands on end_step
         end = begin + (end - begin) // frequency * frequency
-    layers, skipped = [], {}
+    layers, skipped, not_pruned = [], {}, {}
+    outputs = output_layers(model)
+    tfmot = step.method == "magnitude"
     for layer in _flat_layers(model):
-        reason = _unprunable_reason(layer)
-        if reason == "no weights":
+        reason = _unprunable_reason(layer) if tfmot else _unmaskable_reason(layer)
+        dense = _left_dense_by_tfmot(layer) if tfmot and reason in (None, "no weights") else None
+        if reason == "no weights" and not dense:
             continue
-        override = step.override_for(layer.name)
+        override = step.override_for(layer.name, output=layer.name in outputs)
         if step.skips(layer.name) or override.skip:
             skipped[layer.name] = "skipped by the recipe"
+            continue
+        if dense:
+            not_pruned[layer.name] = dense
+        if reason == "no weights":  # TF-MOT prunes none of its weights (DepthwiseConv2D)
             continue
         if reason:
             raise ModelError(
@@ -78,8 +89,11 @@ def plan(model, step: PruneStep, steps_per_epoch: int, epochs: int) -> PrunePlan
         block = override.block or step.block
         initial = override.initial_sparsity if override.initial_sparsity is not None else step.initial_sparsity
         final = override.final_sparsity if override.final_sparsity is not None else step.final_sparsity
+        if override is step.output:  # a protection: the output layer is never pruned more than the others
+            final = min(final, step.final_sparsity)
         if step.schedule == "constant":
             initial = final
+        initial = min(initial, final)  # a layer held below the recipe's initial sparsity never ramps down
         note = ""
         keras_block = (1, 1)
         if granularity == "block":
@@ -94,7 +108,31 @@ def plan(model, step: PruneStep, steps_per_epoch: int, epochs: int) -> PrunePlan
     if not layers:
         raise ModelError("no layer of the model can be pruned (all skipped or without weights)",
                          "check prune.skip and prune.layers in the recipe")
-    return PrunePlan(begin, end, frequency, steps_per_epoch, layers, skipped)
+    return PrunePlan(begin, end, frequency, steps_per_epoch, layers, skipped, not_pruned, sorted(outputs))
+
+
+def output_layers(model) -> set[str]:
+    """The layers whose kernels compute the model's outputs, whatever their names.
+
+    Each output is followed back through layers without a kernel (Softmax, Activation, Flatten, Reshape, Dropout,
+    BatchNormalization, ...) to the Dense or convolution that computes it: its units are the model's outputs
+    (the classes of a classifier), small and sensitive, and never removed as whole units.
+    """
+    found: set[str] = set()
+    for tensor in model.outputs:
+        layer, node_index, _ = tensor._keras_history
+        while layer is not None:
+            if _is_model(layer):
+                found |= output_layers(layer)
+                break
+            if any(_weight_name(w) in KERNEL_NAMES for w in layer.weights):
+                found.add(layer.name)
+                break
+            inputs = layer._inbound_nodes[node_index].keras_inputs if layer._inbound_nodes else []
+            if len(inputs) != 1:  # the model's input, or a merge (Add, Concatenate): no single layer computes it
+                break
+            layer, node_index, _ = inputs[0]._keras_history
+    return found
 
 
 def apply(model, prune_plan: PrunePlan, schedule: str):
@@ -176,11 +214,25 @@ def kernel_sparsity(model) -> dict[str, dict]:
     return out
 
 
+#: weight names of the kernels pruning acts on (biases, BatchNormalization and embeddings are never pruned)
+KERNEL_NAMES = ("kernel", "depthwise_kernel", "pointwise_kernel")
+#: layer types whose kernels the kit's own maskers handle (kit.techniques.masking)
+MASKABLE = ("Dense", "Conv1D", "Conv2D", "Conv3D", "DepthwiseConv2D", "SeparableConv1D", "SeparableConv2D")
+
+
+def _weight_name(w) -> str:
+    return w.name.split("/")[-1].split(":")[0]
+
+
+def _is_model(layer) -> bool:
+    return hasattr(layer, "layers") and not hasattr(layer, "layer") and layer.__class__.__name__ in (
+        "Sequential", "Functional", "Model")
+
+
 def _flat_layers(model) -> list:
     layers = []
     for layer in model.layers:
-        if hasattr(layer, "layers") and not hasattr(layer, "layer") and layer.__class__.__name__ in (
-                "Sequential", "Functional", "Model"):
+        if _is_model(layer):
             layers.extend(_flat_layers(layer))
         else:
             layers.append(layer)
@@ -209,6 +261,33 @@ def _unprunable_reason(layer) -> str | None:
         return None
     return "it is neither a built-in prunable layer nor a PrunableLayer"
 
+
+def _left_dense_by_tfmot(layer) -> str | None:
+    """Why TF-MOT's magnitude pruning leaves kernels of this layer dense although the recipe prunes it (None when
+    it prunes them all). Its registry names the weights it prunes per layer class: none of DepthwiseConv2D (so
+    `_unprunable_reason` calls it weightless), only the pointwise kernel of the separable convolutions."""
+    from tensorflow_model_optimization.python.core.sparsity.keras import (
+        prunable_layer,
+        prune_registry,
+    )
+
+    if isinstance(layer, prunable_layer.PrunableLayer):
+        return None
+    pruned = prune_registry.PruneRegistry._LAYERS_WEIGHTS_MAP.get(layer.__class__)
+    kernels = [_weight_name(w) for w in layer.weights if _weight_name(w) in KERNEL_NAMES]
+    dense = [k for k in kernels if pruned is not None and k not in pruned]
+    if not dense:
+        return None
+    kind = type(layer).__name__
+    what = (f"TF-MOT prunes no weight of {kind}: its kernel stays dense" if dense == kernels else
+            f"TF-MOT prunes only {', '.join(pruned)} of {kind}: {' and '.join(dense)} stays dense")
+    return f"{what} (prune.method soft, learned and iterative prune it)"
+
+
+def _unmaskable_reason(layer) -> str | None:
+    """The kit's own maskers (soft, learned, iterative) prune the kernels of the Dense and convolution layers,
+    depthwise ones included; other layers with weights have no kernel to prune."""
+    return None if type(layer).__name__ in MASKABLE else "no weights"
 
 
 def _wrapper_class():

@@ -19,7 +19,8 @@ import numpy as np
 
 from kit.core.errors import KitError
 from kit.techniques.importance import select_sparsity
-from kit.techniques.masking import Masks, apply_masks, output_layer_names, sparsity
+from kit.techniques.masking import Masks, apply_masks, sparsity
+from kit.techniques.prune import output_layers
 
 GRANULARITIES = ("unstructured", "filter")
 #: a masked weight is ranked at this fraction of its magnitude, so it returns only when clearly larger
@@ -60,7 +61,7 @@ def soft_prune(model, kernels: dict, targets: dict[str, tuple[float, float]], x:
     import tensorflow as tf
     import tf_keras as keras
 
-    from kit.techniques.finetune import fit
+    from kit.techniques.finetune import fit, recalibrate_batchnorm
 
     if granularity not in GRANULARITIES:
         raise KitError(f"soft pruning granularity {granularity!r} is not supported", f"use {' | '.join(GRANULARITIES)}")
@@ -68,7 +69,7 @@ def soft_prune(model, kernels: dict, targets: dict[str, tuple[float, float]], x:
         raise KitError("filter-granularity soft pruning ranks filters within each layer",
                        "use scope = \"layer\" with granularity = \"filter\"")
     keys = list(targets)
-    unit_wise = {k: granularity == "filter" and k.split("/")[0] not in output_layer_names(model) for k in keys}
+    unit_wise = {k: granularity == "filter" and k.split("/")[0] not in output_layers(model) for k in keys}
     variables = [kernels[k] for k in keys]
     mask_vars = [tf.Variable(tf.ones_like(v), trainable=False) for v in variables]
     held = [tf.Variable(tf.zeros_like(v), trainable=False) for v in variables]  # masked weights' dense values
@@ -125,6 +126,7 @@ def soft_prune(model, kernels: dict, targets: dict[str, tuple[float, float]], x:
         restore()
         update(state["step"], final=True)
         remask(tf.constant(True))
+        recalibrate_batchnorm(model, x)  # the last epoch's statistics were of the softer mask
     final = state["masks"]
     apply_masks(kernels, final)
     report = SoftReport(

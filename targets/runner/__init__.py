@@ -11,6 +11,7 @@ from typing import Any
 
 from kit.core.errors import TargetError
 from targets.base import ArtifactRef, DeviceInfo, LatencyStats, ProfileResult, RunSettings
+from targets.benchmark_model import parse_op_summary
 
 RUNNER = Path(__file__).with_name("litert_runner.py")
 #: how a latency measured under an emulator is labelled (profile `extra.emulated`, e.g. "qemu-user")
@@ -18,13 +19,16 @@ EMULATED_LATENCY = "emulated ({how}), not comparable"
 
 
 def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None,
-                input_path: str | None = None) -> list[str]:
+                input_path: str | None = None, op_profiling: bool = False) -> list[str]:
     """Command-line arguments for the runner (after the interpreter and runner path).
 
-    `input_path` is where the input batch lies on the device (defaults to `settings.input_path`).
+    `input_path` is where the input batch lies on the device (defaults to `settings.input_path`);
+    `op_profiling` adds per-op times from LiteRT's own profiler after the timed runs.
     """
     args = [model, "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--delegate", settings.delegate]
+    if op_profiling:
+        args.append("--op-profiling")
     if settings.instances > 1:
         args += ["--instances", str(settings.instances)]
     if delegate_library:
@@ -77,7 +81,30 @@ def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw
         memory_method=memory_method,
         notes=notes,
         raw_output=raw_output,
+        op_profile=op_profile(raw["op_profile"]) if "op_profile" in raw else None,
     )
+
+
+def op_profile(raw: dict[str, Any]) -> dict[str, Any]:
+    """The runner's per-op profile as `ProfileResult.op_profile`: the runtime's own tables, in microseconds."""
+    if "error" in raw:
+        return {"unavailable": f"per-op profiling is not available on this runtime: {raw['error']}"}
+    parsed = parse_op_summary(raw.get("summary", ""))
+    if parsed is None:
+        return {"unavailable": "LiteRT's profiler returned no op table"}
+
+    def us(ms: float) -> float:
+        return round(ms * 1000.0, 3)
+
+    return {
+        "method": f"{raw.get('how', 'LiteRT profiler')}, {raw.get('runs')} runs, {raw.get('threads')} thread(s); "
+                  "times per call as the runtime's profiler reports them (1 us resolution)",
+        "runs": raw.get("runs"),
+        "by_node": [{"node": r.name, "op": r.node_type, "avg_us": us(r.avg_ms), "percent": r.percent,
+                     "times_called": r.times_called} for r in parsed.run_order],
+        "by_type": [{"op": r.node_type, "nodes": r.count, "avg_us": us(r.avg_ms), "percent": r.percent}
+                    for r in parsed.by_node_type],
+    }
 
 
 def mark_emulated(result: ProfileResult, how: str) -> ProfileResult:

@@ -77,6 +77,130 @@ def _make_input(np, detail, rng):
     return rng.random(size=shape, dtype=np.float32).astype(dtype)
 
 
+#: sizeof(LiteRtLayout): rank and has_strides bit fields in one uint32, int32 dimensions[8], uint32 strides[8]
+_LAYOUT_BYTES = 4 + 8 * 4 + 8 * 4
+
+
+def _op_profile(np, model_path, threads, runs, inputs):
+    """Per-op time from LiteRT's own profiler: {"summary": text} or {"error": why not}.
+
+    The Python `Interpreter` has no profiler, so this drives the runtime's C API (libLiteRt, shipped in the
+    ai_edge_litert wheel) through ctypes: a CompiledModel on the CPU accelerator (XNNPACK) with runtime
+    option `enable_profiling`, run `runs` times on the same input, then the runtime's own summary (the
+    tables `benchmark_model --enable_op_profiling` prints). Any step that fails names itself.
+    """
+    import ctypes
+
+    try:
+        import ai_edge_litert
+    except ImportError:
+        return {"error": "the device runs tflite_runtime, which has no profiler API (ai-edge-litert 2.x has one)"}
+    path = os.path.join(os.path.dirname(ai_edge_litert.__file__), "libLiteRt.so")
+    if not os.path.isfile(path):
+        return {"error": f"this ai_edge_litert has no {os.path.basename(path)} with the profiler API"}
+    try:
+        lib = ctypes.CDLL(path)
+    except OSError as e:
+        return {"error": f"cannot load {path}: {e}"}
+    if not hasattr(lib, "LiteRtGetProfileSummary"):
+        return {"error": "this LiteRT build does not export LiteRtGetProfileSummary"}
+    P, size_t = ctypes.c_void_p, ctypes.c_size_t
+    for name in ("LiteRtDestroyEnvironment", "LiteRtDestroyModel", "LiteRtDestroyCompiledModel",
+                 "LiteRtDestroyOptions", "LiteRtDestroyTensorBuffer"):
+        getattr(lib, name).restype = None
+
+    class Failed(Exception):
+        pass
+
+    def call(name, *args):
+        status = getattr(lib, name)(*args)
+        if status != 0:
+            raise Failed(f"{name} returned LiteRT status {status}")
+
+    env, model, options, cm, profiler, signature = P(), P(), P(), P(), P(), P()
+    keep = []  # option payloads and the no-op destructor outlive the compiled model
+    buffers = []
+    try:
+        call("LiteRtCreateEnvironment", ctypes.c_int(0), None, ctypes.byref(env))
+        call("LiteRtCreateModelFromFile", env, ctypes.c_char_p(model_path.encode()), ctypes.byref(model))
+        call("LiteRtCreateOptions", ctypes.byref(options))
+        call("LiteRtSetOptionsHardwareAccelerators", options, ctypes.c_int(1))  # kLiteRtHwAcceleratorCpu
+        no_op = ctypes.CFUNCTYPE(None, P)(lambda _: None)
+        keep.append(no_op)
+        for identifier, toml in ((b"runtime_options_string", "enable_profiling = true\n"),
+                                 (b"xnnpack", f"num_threads = {int(threads)}\n")):
+            payload, opaque = ctypes.create_string_buffer(toml.encode()), P()
+            keep.append(payload)
+            call("LiteRtCreateOpaqueOptions", ctypes.c_char_p(identifier), ctypes.cast(payload, P), no_op,
+                 ctypes.byref(opaque))
+            call("LiteRtAddOpaqueOptions", options, opaque)
+        call("LiteRtCreateCompiledModel", env, model, options, ctypes.byref(cm))
+        call("LiteRtCompiledModelGetProfiler", cm, ctypes.byref(profiler))
+        if not profiler.value:
+            raise Failed("the compiled model has no profiler")
+        call("LiteRtGetModelSignature", model, size_t(0), ctypes.byref(signature))
+        lists = {}
+        for kind in ("Input", "Output"):
+            count = size_t()
+            call(f"LiteRtGetNumSignature{kind}s", signature, ctypes.byref(count))
+            lists[kind] = []
+            if kind == "Output":
+                layouts = ctypes.create_string_buffer(_LAYOUT_BYTES * max(1, count.value))
+                call("LiteRtGetCompiledModelOutputTensorLayouts", cm, size_t(0), count, layouts, ctypes.c_bool(True))
+            for i in range(count.value):
+                tensor, req, buf = P(), P(), P()
+                tensor_type = ctypes.create_string_buffer(512)  # LiteRtRankedTensorType, passed back unread
+                call(f"LiteRtGetSignature{kind}TensorByIndex", signature, size_t(i), ctypes.byref(tensor))
+                call("LiteRtGetRankedTensorType", tensor, tensor_type)
+                call(f"LiteRtGetCompiledModel{kind}BufferRequirements", cm, size_t(0), size_t(i),
+                     ctypes.byref(req))
+                # the compiled shape (a declared -1 batch is 1 there); the layout follows the int32 element type
+                if kind == "Input":
+                    call("LiteRtGetCompiledModelInputTensorLayout", cm, size_t(0), size_t(i),
+                         ctypes.byref(tensor_type, 4))
+                else:
+                    ctypes.memmove(ctypes.byref(tensor_type, 4), ctypes.byref(layouts, i * _LAYOUT_BYTES),
+                                   _LAYOUT_BYTES)
+                call("LiteRtCreateManagedTensorBufferFromRequirements", env, tensor_type, req, ctypes.byref(buf))
+                buffers.append(buf)
+                lists[kind].append(buf)
+        if len(lists["Input"]) != len(inputs):
+            raise Failed(f"the signature has {len(lists['Input'])} inputs, the interpreter {len(inputs)}")
+        for buf, x in zip(lists["Input"], inputs):
+            data = np.ascontiguousarray(x).tobytes()
+            size, addr = size_t(), P()
+            call("LiteRtGetTensorBufferSize", buf, ctypes.byref(size))
+            call("LiteRtLockTensorBuffer", buf, ctypes.byref(addr), ctypes.c_int(1))  # write
+            ctypes.memmove(addr, data, min(size.value, len(data)))
+            call("LiteRtUnlockTensorBuffer", buf)
+        ins = (P * len(lists["Input"]))(*lists["Input"])
+        outs = (P * len(lists["Output"]))(*lists["Output"])
+        run = (cm, size_t(0), size_t(len(lists["Input"])), ins, size_t(len(lists["Output"])), outs)
+        call("LiteRtRunCompiledModel", *run)  # first run outside the profile, as the timed runs have warm-up
+        call("LiteRtStartProfiler", profiler)
+        for _ in range(runs):
+            call("LiteRtRunCompiledModel", *run)
+        call("LiteRtStopProfiler", profiler)
+        summary = ctypes.c_char_p()
+        call("LiteRtGetProfileSummary", profiler, cm, ctypes.byref(summary))
+        text = (summary.value or b"").decode("utf-8", "replace")
+        return {"summary": text, "runs": runs, "threads": int(threads),
+                "how": "LiteRT CompiledModel profiler (C API), CPU accelerator"}
+    except (Failed, AttributeError, OSError) as e:
+        return {"error": f"LiteRT's profiler could not run: {e}"}
+    finally:
+        for buf in buffers:
+            lib.LiteRtDestroyTensorBuffer(buf)
+        if cm.value:
+            lib.LiteRtDestroyCompiledModel(cm)
+        if options.value:
+            lib.LiteRtDestroyOptions(options)
+        if model.value:
+            lib.LiteRtDestroyModel(model)
+        if env.value:
+            lib.LiteRtDestroyEnvironment(env)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", nargs="?")
@@ -90,6 +214,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--instances", type=int, default=1,
                    help="split the runs over this many fresh interpreters, all kept alive")
+    p.add_argument("--op-profiling", action="store_true",
+                   help="after the timed runs, time every op with LiteRT's own profiler")
     a = p.parse_args(argv)
 
     import numpy as np
@@ -162,9 +288,17 @@ def main(argv=None):
         if i == 0:
             rss_after = _rss_bytes()  # memory of one interpreter, as a deployment has
     out = it.get_tensor(it.get_output_details()[0]["index"])
+    extra = {}
+    if a.op_profiling:
+        if a.delegate in ("default", "xnnpack"):
+            extra["op_profile"] = _op_profile(np, a.model, a.threads, max(1, min(a.runs, 100)), inputs)
+        else:
+            extra["op_profile"] = {"error": f"per-op times come from LiteRT's CPU accelerator (XNNPACK); "
+                                            f"not available with delegate {a.delegate!r}"}
     print(
         json.dumps(
             {
+                **extra,
                 "samples_us": samples,
                 "instance_medians_us": medians,
                 "init_us": init_us,

@@ -71,11 +71,14 @@ def ssh_board_class():
     return LoopbackSSHD, ""
 
 
-def farm_toml(mcus: list[str], local: int = 1, ssh=None, mcu_options: str = "") -> str:
-    """farm.toml text: emulated boards in class `mcu`, `local` entries in class `host`, the SSH board in `board`."""
+def farm_toml(mcus: list[str], local: int = 1, ssh=None, mcu_options: str = "",
+              mcu_classes: list[str] | None = None) -> str:
+    """farm.toml text: emulated boards in class `mcu` (or `mcu_classes[i]`), `local` entries in class `host`, the
+    SSH board in `board`."""
     parts = ['[farm]\nname = "test-farm"\n', MCU_PROFILE]
     for i, uri in enumerate(mcus):
-        parts.append(f'[[device]]\nname = "mcu-{i}"\nuri = "{uri}"\nprofile = "emulated-m4"\nclass = "mcu"\n'
+        cls = mcu_classes[i] if mcu_classes else "mcu"
+        parts.append(f'[[device]]\nname = "mcu-{i}"\nuri = "{uri}"\nprofile = "emulated-m4"\nclass = "{cls}"\n'
                      f'tags = ["mcu", "emulated"]\n{mcu_options}\n')
     for i in range(local):
         parts.append(f'[[device]]\nname = "host-{i}"\nuri = "local"\nprofile = "host"\nclass = "host"\n'

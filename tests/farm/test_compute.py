@@ -25,6 +25,22 @@ epochs = 1
 [quantize]
 mode = ["none", "dynamic", "int8"]
 """
+#: a second recipe on the same built-in model: it must start from the baseline the first job trained
+RECIPE_B = """
+name = "quick-b"
+[quantize]
+mode = ["int8"]
+"""
+#: sparse int8 only: the emulated boards load dense int8, so no selected device can use what it makes
+SPARSE_ONLY = """
+name = "sparse-only"
+[prune]
+final_sparsity = 0.5
+[quantize]
+mode = ["int8"]
+[convert]
+sparse = "on"
+"""
 
 PIPELINE = """
 name = "compressed"
@@ -33,7 +49,7 @@ out = "run"
 [model]
 path = "lenet-300-100"
 data = "digits"
-recipes = ["quick.toml"]
+recipes = ["quick.toml", "quick-b.toml"]
 teacher_epochs = 2
 eval_samples = 300
 [settings]
@@ -57,11 +73,27 @@ profile = "emulated-m4"
 class = "mcu"
 """
 
+SKIPPED_RECIPE = """
+name = "skip"
+farm = "farm.toml"
+out = "run"
+[model]
+path = "lenet-300-100"
+data = "digits"
+recipes = ["sparse-only.toml"]
+[[artifact]]
+path = "{hello}"
+[settings]
+runs = 3
+warmup = 1
+"""
+
 
 @pytest.fixture(scope="module")
 def compressed_run(tmp_path_factory, shared_dir):
     d = tmp_path_factory.mktemp("compress")
     (d / "quick.toml").write_text(RECIPE)
+    (d / "quick-b.toml").write_text(RECIPE_B)
     (d / "pipeline.toml").write_text(PIPELINE)
     hello = shared_dir / "models/tflm-examples/hello_world_int8.tflite"
     with emulators(1, hello) as boards:
@@ -91,18 +123,48 @@ def test_compresses_once_and_profiles_each_format_where_it_loads(compressed_run)
     assert rc == 0, out
     assert "fine-tuning under tf.distribute.MirroredStrategy with 1 replica(s)" in out
     run = load_run(d / "run")
-    names = {a.name: a for a in run.artifacts.values()}
-    assert set(names) == {"baseline-float32", "float32", "dynamic", "int8"}
+    names = {a.label.split("/", 1)[1]: a for a in run.artifacts.values()}
+    assert set(names) == {"baseline-float32", "quick/float32", "quick/dynamic", "quick/int8", "quick-b/int8"}
     assert all(a.accuracy is not None and a.accuracy > 0.5 for a in names.values())
-    assert names["int8"].recipe == "quick" and names["int8"].recipe_text.strip().startswith('name = "quick"')
-    measured = {(m["device"], run.artifacts[m["artifact_sha256"]].name) for m in run.ok()}
+    int8 = names["quick/int8"]
+    assert int8.recipe == "quick" and int8.recipe_text.strip().startswith('name = "quick"')
+    measured = {(m["device"], run.artifacts[m["artifact_sha256"]].label) for m in run.ok()}
     # the board loads int8 only; the host loads every format
-    assert {n for dev, n in measured if dev == "mcu-0"} == {"int8"}
-    assert {n for dev, n in measured if dev == "host-0"} == set(names)
+    assert {n for dev, n in measured if dev == "mcu-0"} == {"lenet-300-100/quick/int8", "lenet-300-100/quick-b/int8"}
+    assert {n for dev, n in measured if dev == "host-0"} == {a.label for a in run.artifacts.values()}
     not_planned = {(n["name"].split("/")[-1], n["class"]) for n in run.plan["not_planned"]}
     assert ("dynamic", "mcu") in not_planned and ("baseline-float32", "mcu") in not_planned
     choice = {c["class"]: c for c in json.loads((d / "run" / "selection.json").read_text())}
     assert choice["mcu"]["winner"]["name"] == "int8"
+
+
+def test_one_baseline_per_model_trained_once_for_every_recipe(compressed_run):
+    d, (rc, out), _ = compressed_run
+    assert rc == 0, out
+    assert out.count("training the built-in lenet-300-100 baseline") == 1
+    assert "the other 1 recipe(s) start from the baseline trained once" in out
+    run = load_run(d / "run")
+    labels = [a.label for a in run.artifacts.values()]
+    assert len(labels) == len(set(labels)) and sum("baseline" in x for x in labels) == 1
+    # both recipes converted the same trained weights: one and the same float32 baseline file
+    baselines = {json.loads((d / "run" / "compress" / r / "manifest.json").read_text())["baseline"]["sha256"]
+                 for r in ("quick", "quick-b")}
+    assert len(baselines) == 1 and baselines == {a.sha256 for a in run.artifacts.values() if a.recipe is None}
+
+
+def test_a_recipe_no_selected_device_can_use_is_not_trained(tmp_path, shared_dir):
+    hello = shared_dir / "models/tflm-examples/hello_world_int8.tflite"
+    (tmp_path / "sparse-only.toml").write_text(SPARSE_ONLY)
+    (tmp_path / "pipeline.toml").write_text(SKIPPED_RECIPE.format(hello=hello))
+    with emulators(1, hello) as boards:
+        (tmp_path / "farm.toml").write_text(MCU_ONLY.format(uri=boards[0].uri))
+        rc, out = _kit_run(tmp_path)
+    assert rc == 0, out
+    assert "recipe sparse-only makes int8-sparse models, which no selected device loads" in out
+    assert not (tmp_path / "run" / "compress").exists() and "training" not in out
+    run = load_run(tmp_path / "run")
+    assert [a.name for a in run.artifacts.values()] == ["hello_world_int8"] and len(run.ok()) == 1
+    assert any("sparse-only" in n["name"] and "not compressed" in n["reason"] for n in run.plan["not_planned"])
 
 
 def test_a_second_run_reuses_the_compression_and_the_measurements(compressed_run):

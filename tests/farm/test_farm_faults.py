@@ -9,10 +9,13 @@ import pytest
 
 from tests.support.shared import shared_file
 from .farm_fixtures import MODELS, emulators, farm_toml, pipeline_toml
+from kit.commands.run import failure_lines
+from kit.farm.choose import choose
 from kit.farm.orchestrate import run_pipeline
 from kit.farm.progress import Progress
 from kit.farm.rundata import load_run
 from kit.farm.spec import load_pipeline
+from kit.report.html import render
 
 pytestmark = pytest.mark.slow  # farm runs on emulated boards that fail
 
@@ -39,8 +42,8 @@ class KillOnFirstJob(Progress):
             threading.Timer(self.delay_s, self.board.kill).start()
 
 
-def _run(tmp_path, models, boards, extra: str, progress=None, names=("kws", "speech", "hello")):
-    (tmp_path / "farm.toml").write_text(farm_toml([b.uri for b in boards], local=1))
+def _run(tmp_path, models, boards, extra: str, progress=None, names=("kws", "speech", "hello"), classes=None):
+    (tmp_path / "farm.toml").write_text(farm_toml([b.uri for b in boards], local=1, mcu_classes=classes))
     (tmp_path / "pipeline.toml").write_text(pipeline_toml([models[n] for n in names], extra))
     outcome = run_pipeline(load_pipeline(tmp_path / "pipeline.toml"), log=lambda line: None, quiet_progress=True,
                            progress=progress)
@@ -50,7 +53,8 @@ def _run(tmp_path, models, boards, extra: str, progress=None, names=("kws", "spe
 def test_board_killed_mid_job_fails_its_jobs_with_the_cause_and_spares_the_others(tmp_path, models):
     with emulators(2, models["hello"]) as boards:
         killer = KillOnFirstJob("mcu-0", boards[0], 0.3)
-        outcome, run = _run(tmp_path, models, boards, MCU_RUNS, killer)
+        # each board its own class: class mcu-a has nothing measured, and the report must say why
+        outcome, run = _run(tmp_path, models, boards, MCU_RUNS, killer, classes=["mcu-a", "mcu-b"])
     assert killer.fired.is_set()
     assert list(outcome.report.unhealthy) == ["mcu-0"]
     failed = {run.artifacts[m["artifact_sha256"]].name: m for m in run.failed()}
@@ -63,6 +67,21 @@ def test_board_killed_mid_job_fails_its_jobs_with_the_cause_and_spares_the_other
     ok = {(m["device"], run.artifacts[m["artifact_sha256"]].name) for m in run.ok()}
     assert ok == {(d, n) for d in ("mcu-1", "host-0")
                   for n in ("kws_ref_model", "micro_speech_quantized", "hello_world_int8")}
+    # `kit run` names the dead board once, with its cause and the jobs it lost, not one paragraph per job
+    lines, named = failure_lines(tmp_path / "run", outcome.invocation)
+    heads = [line for line in lines if line.startswith("failed")]
+    assert named == {"mcu-0"} and len(heads) == 1, lines
+    assert heads[0].startswith("failed: mcu-0 unreachable") and "serial port" in heads[0]
+    assert sum("3 job(s) not measured" in line for line in lines) == 1
+    # the report: one failure row for the board; its class says why nothing was measured, once
+    choices = {c.device_class: c for c in choose(run)}
+    assert choices["mcu-a"].winner is None and "yet" not in choices["mcu-a"].why_none
+    assert choices["mcu-a"].why_none.count("not measured: mcu-0 unreachable (") == 1
+    page = render(run, list(choices.values()))
+    failures = page[page.index("<h2>Failures</h2>"):]
+    assert failures.count("<tr><td>mcu-0</td>") == 1 and "device unreachable, dropped out" in failures
+    winners = page[:page.index("<h2>Latency per device</h2>")]
+    assert winners.count("not measured: mcu-0 unreachable (") == 1 and "not measured on any device" not in page
 
 
 def test_pool_mode_retries_a_dead_boards_job_on_another_board_of_its_profile(tmp_path, models):

@@ -12,6 +12,7 @@ import csv
 import hashlib
 import io
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -275,8 +276,11 @@ def test_report_renders_in_headless_chromium_without_console_errors(farm_run, tm
     d, _, _, _, _ = farm_run
     # the check can fail: a page with an error is caught
     bad = tmp_path / "bad.html"
-    bad.write_text("<!doctype html><html><body><script>undefinedFunction();</script></body></html>")
-    assert any("undefinedFunction" in m for m in render(bad, tmp_path / "bad.png", tmp_path / "profile-bad"))
+    bad.write_text("<!doctype html><html><body><script>console.log('a log line'); console.warn('a warning');"
+                   "undefinedFunction();</script></body></html>")
+    messages = render(bad, tmp_path / "bad.png", tmp_path / "profile-bad")
+    for needle in ("a log line", "a warning", "undefinedFunction"):  # any message, not only errors
+        assert any(needle in m for m in messages), messages
     page = tmp_path / "report.html"
     assert main(["report", str(d / "run"), "-o", str(page)]) == 0
     shot = tmp_path / "report.png"
@@ -309,3 +313,80 @@ def test_regression_gate_against_an_earlier_run(farm_run, tmp_path, capsys, fact
     assert len(compared) == len(run.ok()) + sum(1 for c in choose(run) if c.winner is not None)
     assert all(("REGRESSED" in line) == (factor < 1) for line in compared)
     assert "+100.0%" in out if factor < 1 else "-50.0%" in out
+
+
+def _svg_texts(page: str) -> list[str]:
+    """Every SVG <text> as it reads: its tspans joined."""
+    return [re.sub(r"<[^>]+>", "", t) for t in re.findall(r"<text[^>]*>.*?</text>", page)]
+
+
+def test_report_shows_long_labels_whole(farm_run, tmp_path):
+    d, _, run, _, _ = farm_run
+
+    def lengthen(plan):
+        for a in plan["artifacts"]:
+            a["model"], a["recipe"] = "keyword-spotting-release-candidate", "lenet5-latency"
+
+    assert main(["report", str(_edited_run(d, tmp_path, lengthen)), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    texts = _svg_texts(page)
+    assert "…" not in page
+    for a in run.artifacts.values():
+        label = f"keyword-spotting-release-candidate/lenet5-latency/{a.name}"
+        assert sum(t.startswith(label) for t in texts) >= 2, label  # device plots and class legends
+
+
+def test_mcu_class_plot_keeps_a_measured_latency_apart_from_an_estimate(farm_run, tmp_path):
+    """mcu-2's modelled 50 ms must not stand in for what mcu-0 and mcu-1 measured."""
+    d, _, run, _, _ = farm_run
+    assert main(["report", str(d / "run"), "-o", str(tmp_path / "r.html")]) == 0
+    page = (tmp_path / "r.html").read_text()
+    section = page[page.index("<h3>mcu</h3>"):]
+    section = section[:section.index("</svg>")]  # the size-latency plot
+    for name in ("kws_ref_model", "micro_speech_quantized", "hello_world_int8"):
+        sha = next(s for s, a in run.artifacts.items() if a.name == name)
+        measured = max(m["latency_median_us"] for m in run.ok()
+                       if m["artifact_sha256"] == sha and m["device"] in ("mcu-0", "mcu-1"))
+        tips = re.findall(r"data-kind='(\w+)'><title>([^<]*)</title>", section)
+        mine = {kind: tip for kind, tip in tips if tip.startswith(name + ":")}
+        assert f"measured {measured / 1000:.3g} ms" in mine["measured"]
+        assert "estimate 50 ms" in mine["estimate"]
+    assert section.count(">est.</text>") == 3  # every estimate labelled in the plot
+    winners = page[:page.index("<h2>Latency per device</h2>")]
+    assert "<span class='badge measured'>measured</span>" in winners  # the winner shows both figures
+
+
+def test_results_list_the_whole_store_after_a_select_rerun(farm_run, tmp_path, capsys):
+    """A second `kit run --select host-0` plans 4 jobs; `kit results` still lists every stored row, the 4 marked.
+    Memory is shown per kind: a process's peak and a board's tensor arena never share a column."""
+    import shutil
+    import time
+
+    d, _, run, _, _ = farm_run
+    shutil.copytree(d / "run", tmp_path / "run", ignore=shutil.ignore_patterns("*.lock"))
+    shutil.copyfile(d / "farm.toml", tmp_path / "farm.toml")
+    shutil.copyfile(d / "pipeline.toml", tmp_path / "pipeline.toml")
+    capsys.readouterr()
+    t0 = time.monotonic()
+    assert main(["run", str(tmp_path / "pipeline.toml"), "--select", "host-0", "--quiet", "--no-export"]) == 0
+    elapsed = time.monotonic() - t0
+    out = capsys.readouterr().out
+    assert "4 already measured, running 0" in out
+    m = re.search(r"wall time ([\d.]+) s: compression ([\d.]+) s, profiling on the devices ([\d.]+) s", out)
+    assert m, out
+    wall, compress, profile = map(float, m.groups())
+    assert compress + profile <= wall + 0.1 and wall <= elapsed + 0.05
+    assert main(["results", str(tmp_path / "run")]) == 0
+    out = capsys.readouterr().out
+    total = len(run.measurements)
+    assert f"{total} row(s); 4 of the latest run (marked *), {total - 4} from earlier runs" in out
+    assert sum(line.startswith("* ") and " host-0 " in line for line in out.splitlines()) == 4
+    assert "process peak B" in out and "TFLM arena B" in out and "peak mem" not in out
+    assert main(["results", str(tmp_path / "run"), "--latest", "--csv", str(tmp_path / "r.csv")]) == 0
+    assert len(list(csv.DictReader((tmp_path / "r.csv").open()))) == 4
+    assert main(["results", str(tmp_path / "run"), "--status", "ok", "--csv", str(tmp_path / "all.csv")]) == 0
+    for row in csv.DictReader((tmp_path / "all.csv").open()):
+        if row["device"].startswith("mcu"):
+            assert row["arena_bytes"] and not row["process_peak_bytes"], row
+        else:
+            assert row["process_peak_bytes"] and not row["arena_bytes"], row

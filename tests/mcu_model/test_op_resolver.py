@@ -1,7 +1,6 @@
 """The generated MicroMutableOpResolver registers exactly the model's ops; ops TFLM lacks are named."""
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 
@@ -56,11 +55,10 @@ def test_densify_is_refused_with_advice(small_models):
 
 
 def test_resolver_compiles_against_real_tflm_headers(tmp_path, compiler, small_models):
-    """Set KIT_TFLM_INCLUDE to a TFLM source tree plus its flatbuffers and gemmlowp include dirs
-    (os.pathsep-separated) to check the generated resolver with the real MicroMutableOpResolver."""
-    includes = [p for p in os.environ.get("KIT_TFLM_INCLUDE", "").split(os.pathsep) if p]
-    if not includes:
-        pytest.skip("KIT_TFLM_INCLUDE is not set: no TFLM headers to compile against")
+    """The generated resolver against the real MicroMutableOpResolver of the TFLM tree."""
+    from tests.mcu_model.test_project import tflm_includes
+
+    includes = tflm_includes()
     header, source = render_resolver(resolver_methods(read_tflite(compress_model(small_models.int8).model)))
     (tmp_path / "op_resolver.h").write_text(header)
     (tmp_path / "op_resolver.cc").write_text(source)

@@ -42,7 +42,7 @@ def test_main_uses_the_protocol_as_its_header_declares(project):
     if project.protocol_missing:
         pytest.skip(f"protocol sources {project.protocol_missing} not available")
     header = (out / "src/th_protocol.h").read_text()
-    main = (out / "src/main.cpp").read_text()
+    main = (out / "src/kit_runner.cc").read_text()
     for fn in ("th_protocol_init", "th_protocol_boot", "th_protocol_feed"):
         assert fn in header and f"{fn}(&g_protocol" in main
     fields = re.search(r"typedef struct th_board_ops \{(.*?)\} th_board_ops;", header, re.S).group(1)
@@ -51,8 +51,9 @@ def test_main_uses_the_protocol_as_its_header_declares(project):
     entries = [e.strip() for e in re.sub(r"//[^\n]*", "", ops_init).split(",") if e.strip()]
     assert len(entries) == len(callbacks)  # one entry per callback, in order
     assert entries[callbacks.index("load_model")] == "nullptr"  # the model is in flash
-    assert "return static_cast<uint32_t>(micros());" in main
-    assert "\"m-lap-us" not in main  # the protocol code prints the stamps, not main
+    arduino = (out / "src/main.cpp").read_text()
+    assert "return static_cast<uint32_t>(micros());" in arduino and "kit_runner_start(" in arduino
+    assert "\"m-lap-us" not in main + arduino  # the protocol code prints the stamps, not main
 
 
 def test_protocol_c_compiles_with_gcc(project, tmp_path):
@@ -63,18 +64,14 @@ def test_protocol_c_compiles_with_gcc(project, tmp_path):
 
 
 def test_firmware_sources_compile_against_real_tflm_headers(project, compiler, tmp_path):
-    """Set KIT_TFLM_INCLUDE (TFLM tree, flatbuffers and gemmlowp include dirs, os.pathsep-separated)."""
-    import os
-
-    includes = [p for p in os.environ.get("KIT_TFLM_INCLUDE", "").split(os.pathsep) if p]
-    if not includes:
-        pytest.skip("KIT_TFLM_INCLUDE is not set: no TFLM headers to compile against")
+    """The Arduino entry points, the runner, the resolver and the model array against the real TFLM headers."""
+    includes = tflm_includes()
     (tmp_path / "Arduino.h").write_text(
         "#pragma once\n#include <stddef.h>\n#include <stdint.h>\n"
         "struct SerialPort { void begin(unsigned long); size_t write(const uint8_t*, size_t); int available();"
         " int read(); explicit operator bool() const; };\nextern SerialPort Serial;\n"
         "unsigned long micros();\nunsigned long millis();\n")
-    for name in ("main.cpp", "op_resolver.cc", "model_data.cc"):
+    for name in ("main.cpp", "kit_runner.cc", "op_resolver.cc", "model_data.cc"):
         subprocess.run([compiler, "-std=c++17", "-fsyntax-only", "-DTF_LITE_STATIC_MEMORY",
                         f"-I{project.out_dir / 'src'}", f"-I{tmp_path}", *[f"-I{p}" for p in includes],
                         str(project.out_dir / "src" / name)], check=True, timeout=300)
@@ -142,74 +139,35 @@ def test_cli_prints_the_figures_and_errors_without_traceback(small_models, tmp_p
 
 
 def test_templates_are_packaged():
-    for rel in ("firmware/main.cpp", "firmware/platformio.ini", "firmware/library.json", "firmware/README.md"):
+    for rel in ("firmware/main.cpp", "firmware/kit_runner.cc", "firmware/kit_runner.h", "firmware/platformio.ini",
+                "firmware/library.json", "firmware/README.md", "bare/startup.c", "bare/platform_cmsdk.c",
+                "bare/syscalls.c", "bare/cxx_support.cc", "bare/link.ld", "host/platform_host.cc"):
         assert (TEMPLATES / rel).is_file()
 
 
-_ARDUINO_HOST_H = """#pragma once
-#include <stddef.h>
-#include <stdint.h>
-struct SerialPort { void begin(unsigned long); size_t write(const uint8_t*, size_t); int available(); int read();
-                    explicit operator bool() const; };
-extern SerialPort Serial;
-unsigned long micros();
-unsigned long millis();
-"""
+def tflm_includes() -> list[str]:
+    """Include folders of the TFLM tree the firmware builds against (the shared pinned one by default)."""
+    from firmware_tools.build import default_tree
 
-_ARDUINO_HOST_CC = r"""// Host stand-in for the Arduino core: Serial is stdin/stdout, micros() is the steady clock.
-#include "Arduino.h"
-#include <chrono>
-#include <cstdio>
-#include <unistd.h>
-SerialPort Serial;
-static bool eof = false;
-static int pending = -1;
-void SerialPort::begin(unsigned long) {}
-size_t SerialPort::write(const uint8_t* d, size_t n) { fwrite(d, 1, n, stdout); fflush(stdout); return n; }
-int SerialPort::available() {
-  if (pending < 0 && !eof) { unsigned char c; if (::read(0, &c, 1) == 1) pending = c; else eof = true; }
-  return pending >= 0;
-}
-int SerialPort::read() { int c = pending; pending = -1; return c; }
-SerialPort::operator bool() const { return true; }
-static const auto t0 = std::chrono::steady_clock::now();
-unsigned long micros() {
-  return std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - t0).count();
-}
-unsigned long millis() { return micros() / 1000; }
-void setup();
-void loop();
-int main() { setup(); while (!eof || pending >= 0) loop(); return 0; }
-"""
+    tree = default_tree()
+    if tree is None:
+        pytest.skip("no TFLM tree: ../shared/third_party/tflite-micro is absent and KIT_TFLM_ROOT is not set")
+    downloads = tree / "tensorflow/lite/micro/tools/make/downloads"
+    return [str(tree), str(downloads / "flatbuffers/include"), str(downloads / "gemmlowp"), str(downloads / "ruy")]
 
 
 def test_generated_firmware_runs_on_the_host_with_real_tflm(project, small_models, compiler, tmp_path):
-    """The whole generated firmware (main.cpp, protocol C code, resolver, model array) linked against a host
-    build of TFLM, driven over stdin/stdout with the serial protocol: its m-results-[...] must equal the
-    TFLM Python runtime's outputs. Needs KIT_TFLM_INCLUDE (as above) and KIT_TFLM_HOST_LIB, a static
-    library of TFLM's reference runtime compiled for the host (tensorflow/lite/micro/*.cc, kernels/*.cc,
-    memory_planner, arena_allocator, tflite_bridge, lite/core, lite/kernels/internal, schema utils;
-    -std=c++17 -fno-exceptions -DTF_LITE_STATIC_MEMORY)."""
-    import os
-
+    """The project's own Makefile builds the firmware for the host (TFLM's reference kernels, the protocol on
+    stdin/stdout); driven with the serial protocol, its m-results-[...] must equal the TFLM Python runtime's."""
     import numpy as np
 
+    from firmware_tools.build import build
     from firmware_tools.tflm import run_model
 
-    includes = [p for p in os.environ.get("KIT_TFLM_INCLUDE", "").split(os.pathsep) if p]
-    lib = os.environ.get("KIT_TFLM_HOST_LIB")
-    if not includes or not lib:
-        pytest.skip("KIT_TFLM_INCLUDE / KIT_TFLM_HOST_LIB are not set: no host TFLM build")
+    tflm_includes()
     if project.protocol_missing:
         pytest.skip(f"protocol sources {project.protocol_missing} not available")
-    (tmp_path / "Arduino.h").write_text(_ARDUINO_HOST_H)
-    (tmp_path / "arduino_host.cc").write_text(_ARDUINO_HOST_CC)
-    src = project.out_dir / "src"
-    exe = tmp_path / "firmware"
-    subprocess.run([compiler, "-std=c++17", "-O1", "-fno-exceptions", "-DTF_LITE_STATIC_MEMORY", f"-I{src}",
-                    f"-I{tmp_path}", *[f"-I{p}" for p in includes], str(src / "main.cpp"), str(src / "op_resolver.cc"),
-                    str(src / "model_data.cc"), str(tmp_path / "arduino_host.cc"), "-x", "c", str(src / "th_protocol.c"),
-                    "-x", "none", lib, "-o", str(exe)], check=True, timeout=600)
+    exe = build(project.out_dir, "host").image
     x = small_models.x_test[3:4]
     data = x.tobytes().hex()
     commands = (f"profile%db load {x.size}%" + "".join(f"db {data[i:i + 64]}%" for i in range(0, len(data), 64))

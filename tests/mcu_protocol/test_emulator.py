@@ -53,9 +53,17 @@ def test_modelled_latency_is_reported_exactly_and_flagged_as_estimate(tmp_path):
     assert result.estimate
 
 
-def test_single_batch_is_not_passed_off_as_a_distribution():
+def test_several_batches_by_default():
     model = shared_file(KWS)
     with emulated(model, modelled_latency_us=2500) as (_, url), get_target(url) as target:
+        result = target.profile(model, RunSettings(runs=10, warmup=1))
+    assert result.latency.count == 5  # five `infer` batches of two: five real samples
+    assert result.raw_output.count("infer 2 ") == 5 and not any("not a distribution" in n for n in result.notes)
+
+
+def test_single_batch_is_not_passed_off_as_a_distribution():
+    model = shared_file(KWS)
+    with emulated(model, modelled_latency_us=2500) as (_, url), get_target(url, batches="1") as target:
         result = target.profile(model, RunSettings(runs=7, warmup=0))
     lat = result.latency
     assert lat.count == 7 and lat.mean_us == 2500.0 and lat.p90_us is None and lat.p99_us is None

@@ -64,6 +64,9 @@ granularity = "unstructured"
 block = "2x2"
 [prune.layers.other]
 skip = true
+[prune.output]
+final_sparsity = 0.6
+granularity = "unstructured"
 [finetune]
 epochs = 3
 learning_rate = 0.01
@@ -97,6 +100,7 @@ qat_learning_rate = 0.001
 sparse = "on"
 targets = ["litert-builtin", "tflm"]
 max_accuracy_drop = 2.5
+task = "autoencoder"
 [metrics]
 noise_sigmas = [0.05]
 shifts = [1, 2]

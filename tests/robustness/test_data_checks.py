@@ -83,21 +83,42 @@ def three_class_tflite(tmp_path_factory) -> Path:
     return path
 
 
-def test_eval_refuses_garbage_before_scoring(tmp_path, capsys, three_class_tflite):
+def test_eval_refuses_garbage_before_scoring(tmp_path, capfd, three_class_tflite):
     assert main(["eval", str(three_class_tflite), "--data", str(_npz(tmp_path))]) == 2
-    err = capsys.readouterr().err
+    err = capfd.readouterr().err
     assert "labels up to 9" in err and "3 outputs" in err and "Traceback" not in err
     bad = _npz(tmp_path, "nan.npz", x_test=_x_with(np.nan), y_test=np.arange(10) % 3, y_train=np.arange(20) % 3)
     assert main(["eval", str(three_class_tflite), "--data", str(bad)]) == 2
-    assert "NaN" in capsys.readouterr().err
+    assert "NaN" in capfd.readouterr().err
     assert main(["eval", str(three_class_tflite), "--data", "digits", "--samples", "-5"]) == 2
-    assert "--samples must be at least 1" in capsys.readouterr().err
+    assert "--samples must be at least 1" in capfd.readouterr().err
     strings = _npz(tmp_path, "s.npz", y_test=np.array(["cat"] * 10))
     assert main(["eval", str(three_class_tflite), "--data", str(strings)]) == 2
-    assert "strings" in capsys.readouterr().err
+    assert "strings" in capfd.readouterr().err
 
 
-def test_compress_refuses_the_same_data(tmp_path, capsys):
+def test_compress_refuses_the_same_data(tmp_path, capfd):
     bad = _npz(tmp_path, "nan.npz", x_test=_x_with(np.inf))
     assert main(["compress", "lenet5", "--data", str(bad), "-o", str(tmp_path / "o")]) == 2
-    assert "NaN or infinite" in capsys.readouterr().err
+    assert "NaN or infinite" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("outputs, words", [(3, "labels up to 9, but tiny has 3 outputs"),
+                                            (1, "tiny has 1 output, so top-1")])
+def test_a_given_model_must_fit_the_labels_wherever_it_is_scored(tmp_path, outputs, words):
+    # resolve_model is where compress, the budget search and sensitivity get their model
+    import tf_keras as keras  # after kit (imported above by kit.cli), which sets TensorFlow's environment
+
+    from kit.models import resolve_model
+
+    model = keras.Sequential([keras.layers.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(outputs)],
+                             name="tiny")
+    data = load_data(_npz(tmp_path))
+    with pytest.raises(DataError, match=words):
+        resolve_model(model, data)
+    path = tmp_path / "tiny.h5"
+    model.save(path)
+    with pytest.raises(DataError, match=words.replace("tiny", "tiny.h5")):
+        resolve_model(str(path), data)
+    fitting = keras.Sequential([keras.layers.Input((8, 8, 1)), keras.layers.Flatten(), keras.layers.Dense(10)])
+    assert resolve_model(fitting, data).model is fitting

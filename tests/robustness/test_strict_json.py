@@ -62,13 +62,13 @@ def test_manifest_writer_is_strict(tmp_path):
     assert d["keras_accuracy"]["original"] is None and "Infinity" in d["keras_accuracy"]["original_note"]
 
 
-def test_inspect_json_is_strict(tmp_path, capsys, tiny_models):
+def test_inspect_json_is_strict(tmp_path, capfd, tiny_models):
     from kit.cli import main
 
     model = tmp_path / "m.tflite"
     model.write_bytes(tiny_models.int8)
     assert main(["inspect", str(model), "--json"]) == 0
-    d = _strict_load(capsys.readouterr().out)
+    d = _strict_load(capfd.readouterr().out)
     assert d["size_bytes"] == len(tiny_models.int8)
 
 

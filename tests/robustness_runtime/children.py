@@ -21,10 +21,10 @@ def spin() -> None:
 
 
 def progress_then_spin(steps: int, step_s: float) -> None:
-    """Report progress `steps` times, `step_s` apart, then spin without reporting."""
+    """Report progress `steps` times, `step_s` apart (the first at once), then spin without reporting."""
     for i in range(steps):
-        time.sleep(step_s)
         progress(f"running step {i}")
+        time.sleep(step_s)
     while True:
         pass
 

@@ -52,13 +52,13 @@ class _Board(EmulatedBoard):
         return super()._feed(byte, port)
 
 
-def _profile(board: _Board, **options):
+def _profile(board: _Board, settings: RunSettings = SETTINGS, **options):
     model = shared_file(KWS)
     url = "serial://" + board.start_pty()
     started = time.monotonic()
     try:
         with get_target(url, line_timeout="0.5", **options) as target:
-            target.profile(model, SETTINGS)
+            target.profile(model, settings)
     finally:
         board.stop()
     return time.monotonic() - started
@@ -99,6 +99,18 @@ def test_a_board_that_stops_answering_is_not_reported_as_absent():
     message = e.value.message
     assert "no MLPerf Tiny board answers" not in message
     assert "`name`" in message and "`profile`" in message, message
+
+
+def test_a_board_silent_on_infer_costs_line_timeouts_not_the_run_timeout():
+    # before any lap the board says m-warmup-start; silence after `infer` is a hung board, whatever timeout_s is
+    board = _Board(shared_file(KWS).read_bytes(), name="kws", on="infer", silent=True)
+    t0 = time.monotonic()
+    with pytest.raises(TargetError) as e:
+        _profile(board, RunSettings(runs=2, warmup=0, timeout_s=30))
+    assert time.monotonic() - t0 < 15
+    message = e.value.message
+    assert "no answer to `infer 1 0`" in message and "within 0.5 s" in message, message
+    assert "`db load`" in message, message
 
 
 @pytest.mark.parametrize("line", [

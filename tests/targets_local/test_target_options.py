@@ -33,7 +33,7 @@ def test_unknown_option_is_refused_with_the_known_ones(kind):
     with pytest.raises(TargetError) as e:
         _build(kind, foo="bar")
     assert "unknown option" in e.value.message and "foo" in e.value.message and kind in e.value.message
-    known = {"local": "no options", "ssh": "identity", "serial": "line_timeout", "adb": "benchmark_binary"}[kind]
+    known = {"local": "op_profiling", "ssh": "identity", "serial": "line_timeout", "adb": "benchmark_binary"}[kind]
     assert known in e.value.hint
 
 

@@ -6,6 +6,8 @@ when it runs in inference mode. The fine-tune re-estimates them from the trainin
 """
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -76,3 +78,9 @@ def test_pretrained_bn_dropout_network_survives_pruning_on_few_samples(digits, t
     for a in run.artifacts:  # whatever ships is within the recipe's budget of the original on its runtime
         if a.shipped:
             assert "loses" not in a.reason
+    plan = json.loads(run.manifest_path.read_text())["prune_plan"]
+    assert plan["outputs"] == ["dense"]  # [prune.output] found the head without its name
+    assert {p["layer"]: p["final_sparsity"] for p in plan["layers"]}["dense"] == 0.5  # never above the others
+    depthwise = [layer.name for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
+    assert sorted(plan["not_pruned"]) == sorted(depthwise) and len(depthwise) == 2  # TF-MOT leaves them dense
+    assert "## Layers left dense" in (tmp_path / "out" / "report.md").read_text()
