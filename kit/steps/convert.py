@@ -1,7 +1,8 @@
-"""[convert]: every model the run made, as .tflite in each encoding, checked on every runtime; what ships
-must run correctly on the runtimes listed in `targets` and lose at most `max_accuracy_drop` of the task's figure
-against the original model there (kit.convert.artifacts). The task (classifier, autoencoder, regression) picks
-the figures; `auto` detects it from the model's shapes and the labels (kit.core.metrics)."""
+"""[convert]: every model the run made, as .tflite in each encoding, checked on the default runtimes (LiteRT,
+its built-in kernels, TFLM) and the recipe's targets; what ships must run correctly on the runtimes listed
+in `targets` and lose at most `max_accuracy_drop` of the task's figure against the original model there
+(kit.convert.artifacts). The task (classifier, autoencoder, regression) picks the figures; `auto` detects it
+from the model's shapes and the labels (kit.core.metrics)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
