@@ -20,7 +20,7 @@ from pathlib import Path
 
 from firmware_tools.boards import QEMU_BOARDS, TARGETS, core_of
 from kit.core.errors import KitError
-from kit.core.paths import shared_dir
+from kit.core.paths import shared_dir, user_cache
 
 #: the environment variable naming the TFLM tree when `--tflm` is not given
 TFLM_ENV = "KIT_TFLM_ROOT"
@@ -43,6 +43,8 @@ _NOT_FIRMWARE = re.compile(r"(_test|test_helpers?|test_helper_custom_ops|mock_mi
 #: kernels whose code lives in files not named after them
 _KERNEL_EXTRA = {"unidirectional_sequence_lstm": ("lstm_eval", "lstm_eval_common")}
 BUILD_TIMEOUT_S = 3600
+#: the optimisation level builds use unless told otherwise (part of the object cache's key)
+DEFAULT_OPT = "-O2"
 
 
 @dataclass(frozen=True)
@@ -290,14 +292,13 @@ PREFIX_HEADER = """// Headers nearly every TFLM source includes, precompiled onc
 
 def cache_dir(tree: Path, target: str, kernels: str, opt: str) -> Path:
     """Where TFLM objects for this tree and configuration live, shared by all projects."""
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "prunekit" / "tflm"
     # the flags objects are compiled with (not the echo lines or link rules): a change makes a new cache
     rules = "\n".join(line for line in render_makefile(tree, "").splitlines()
                       if re.match(r"\s*(CPU|DEFINES|INCLUDES|COMMON|CFLAGS|CXXFLAGS)\b", line))
     rules += PREFIX_HEADER
     key = hashlib.sha256(f"{tree}\0{target}\0{kernels}\0{opt}\0{_toolchain_version(target)}\0{rules}".encode())
     key = key.hexdigest()[:16]
-    return base / f"{target}-{kernels}-{key}"
+    return user_cache("tflm", f"{target}-{kernels}-{key}")
 
 
 def _toolchain_version(target: str) -> str:
@@ -321,7 +322,7 @@ def check_toolchain(target: str) -> None:
 
 
 def build(project: Path, target: str = "host", kernels: str = "reference", tree: Path | None = None,
-          jobs: int | None = None, opt: str = "-O2", timeout_s: float = BUILD_TIMEOUT_S) -> BuildResult:
+          jobs: int | None = None, opt: str = DEFAULT_OPT, timeout_s: float = BUILD_TIMEOUT_S) -> BuildResult:
     """Run the project's Makefile; TFLM objects go to the shared cache. Raises KitError with the compiler's words."""
     import time
 

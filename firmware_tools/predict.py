@@ -11,6 +11,8 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from kit.core.paths import user_cache
+
 
 @dataclass(frozen=True)
 class Reference:
@@ -85,7 +87,7 @@ def cached_calibration(key: str) -> int | None:
     """The reference model's instruction count stored for build configuration `key`, if measured before."""
     import json
 
-    path = _calibration_file()
+    path = user_cache("calibration.json")
     try:
         return int(json.loads(path.read_text())[key])
     except (OSError, ValueError, KeyError, TypeError):
@@ -95,7 +97,7 @@ def cached_calibration(key: str) -> int | None:
 def store_calibration(key: str, instructions: int) -> None:
     import json
 
-    path = _calibration_file()
+    path = user_cache("calibration.json")
     try:
         data = json.loads(path.read_text())
     except (OSError, ValueError):
@@ -105,11 +107,3 @@ def store_calibration(key: str, instructions: int) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=1, sort_keys=True))
     tmp.replace(path)
-
-
-def _calibration_file():
-    import os
-    from pathlib import Path
-
-    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
-    return base / "prunekit" / "calibration.json"

@@ -19,9 +19,21 @@ import numpy as np
 
 from firmware_tools.arena import MemoryReport, measure_memory, with_margin
 from firmware_tools.boards import QEMU_BOARDS
-from firmware_tools.build import PREFIX_HEADER, check_tree, default_tree, render_makefile, render_sources_mk, select_sources
+from firmware_tools.build import (
+    PREFIX_HEADER,
+    check_tree,
+    default_tree,
+    render_makefile,
+    render_sources_mk,
+    select_sources,
+)
 from firmware_tools.c_array import render_model_array
-from firmware_tools.compress import METHODS, Compression, check_micro_model, compress_model
+from firmware_tools.compress import (
+    METHODS,
+    Compression,
+    check_micro_model,
+    compress_model,
+)
 from firmware_tools.estimate import Estimate, estimate
 from firmware_tools.op_resolver import render_resolver, resolver_methods
 from firmware_tools.tflm import run_model, search_arena
@@ -177,12 +189,18 @@ def _make_files(name: str, ops: list[tuple[str, str]], tree: Path | None) -> dic
              "src/host/platform_host.cc": (TEMPLATES / "host/platform_host.cc").read_text()}
     for rel in ("startup.c", "platform_cmsdk.c", "syscalls.c", "cxx_support.cc"):
         files[f"src/bare/{rel}"] = (TEMPLATES / "bare" / rel).read_text()
-    for board_name, b in QEMU_BOARDS.items():
-        files[f"src/bare/{board_name}.ld"] = Template((TEMPLATES / "bare/link.ld").read_text()).substitute(
-            board=board_name, core=b.core.name, flash_origin=f"0x{b.flash_origin:08x}",
-            flash_length=f"0x{b.flash_length:x}", ram_origin=f"0x{b.ram_origin:08x}",
-            ram_length=f"0x{b.ram_length:x}", stack_bytes=str(STACK_BYTES))
+    for board_name in QEMU_BOARDS:
+        files[f"src/bare/{board_name}.ld"] = render_linker_script(board_name)
     return files
+
+
+def render_linker_script(board_name: str) -> str:
+    """The linker script of a QEMU board: its flash and RAM, and the reserved stack."""
+    b = QEMU_BOARDS[board_name]
+    return Template((TEMPLATES / "bare/link.ld").read_text()).substitute(
+        board=board_name, core=b.core.name, flash_origin=f"0x{b.flash_origin:08x}",
+        flash_length=f"0x{b.flash_length:x}", ram_origin=f"0x{b.ram_origin:08x}",
+        ram_length=f"0x{b.ram_length:x}", stack_bytes=str(STACK_BYTES))
 
 
 def _prepare_dir(out: Path) -> Path:

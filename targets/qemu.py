@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from firmware_tools.boards import QEMU_BOARDS, qemu_board
-from firmware_tools.build import build, cache_dir, check_tree, default_tree
+from firmware_tools.build import DEFAULT_OPT, build, cache_dir, check_tree, default_tree
 from firmware_tools.compress import METHODS
 from firmware_tools.image import read_image
 from firmware_tools.predict import (
@@ -147,10 +147,11 @@ class QemuTarget(SerialTarget):
             result.notes.append(f"no prediction: no published calibration point for a {self.board.what} board")
             return
         tree = check_tree(Path(self.qemu.tflm) if self.qemu.tflm else default_tree())
-        key = cache_dir(tree, self.board.machine, self.qemu.kernels, "-O2").name
+        key = cache_dir(tree, self.board.machine, self.qemu.kernels, DEFAULT_OPT).name
         instructions = cached_calibration(key)
         if instructions is None:
-            model = shared_dir() / "models" / "mlperf-tiny" / reference.model if shared_dir() else None
+            shared = shared_dir()
+            model = shared / "models" / "mlperf-tiny" / reference.model if shared else None
             if model is None or not model.is_file():
                 result.notes.append(f"no prediction: the calibration model {reference.model} is not available")
                 return
@@ -162,7 +163,7 @@ class QemuTarget(SerialTarget):
                 probe.close()
             instructions = int(measured.device.extra["instructions_per_inference"])
             store_calibration(key, instructions)
-        cal = calibrate(reference, instructions, f"{self.board.machine}, {self.qemu.kernels} kernels, -O2")
+        cal = calibrate(reference, instructions, f"{self.board.machine}, {self.qemu.kernels} kernels, {DEFAULT_OPT}")
         p = predict(result.device.extra["instructions_per_inference"], cal)
         result.device.extra["predicted"] = {"board": reference.board, **p.as_dict()}
         result.notes.append(f"predicted on {reference.board}: {p.latency_ms:.2f} ms, {p.energy_uj:.0f} uJ per "

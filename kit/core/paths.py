@@ -135,3 +135,9 @@ def shared_dir() -> Path | None:
         if c and (Path(c) / "data" / "mnist").is_dir():
             return Path(c)
     return None
+
+
+def user_cache(*parts: str) -> Path:
+    """`$XDG_CACHE_HOME/prunekit/...` (default `~/.cache`): what the kit rebuilds on demand (TFLM objects,
+    calibrations), shared by every project and output folder."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "prunekit", *parts)

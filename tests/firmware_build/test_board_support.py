@@ -5,12 +5,11 @@ from __future__ import annotations
 
 import subprocess
 import time
-from string import Template
 
 import pytest
 
 from firmware_tools.boards import QEMU_BOARDS
-from firmware_tools.project import STACK_BYTES, TEMPLATES
+from firmware_tools.project import TEMPLATES, render_linker_script
 from firmware_tools.qemu import boot
 from tests.firmware_build.conftest import need_tools
 
@@ -50,9 +49,7 @@ def test_startup_uart_and_clock_on_each_board(board, tmp_path):
     bare = TEMPLATES / "bare"
     (tmp_path / "kit_runner.h").write_text((TEMPLATES / "firmware/kit_runner.h").read_text())
     (tmp_path / "echo.c").write_text(ECHO_RUNNER)
-    (tmp_path / "link.ld").write_text(Template((bare / "link.ld").read_text()).substitute(
-        board=board, core=b.core.name, flash_origin=f"0x{b.flash_origin:08x}", flash_length=f"0x{b.flash_length:x}",
-        ram_origin=f"0x{b.ram_origin:08x}", ram_length=f"0x{b.ram_length:x}", stack_bytes=str(STACK_BYTES)))
+    (tmp_path / "link.ld").write_text(render_linker_script(board))
     elf = tmp_path / "echo.elf"
     subprocess.run(["arm-none-eabi-gcc", *b.core.cpu_flags, "-O2", f"-DKIT_UART_BASE=0x{b.uart_base:08x}u",
                     f"-DKIT_UART_RX_IRQ={b.uart_rx_irq}", f"-DKIT_SYSCLK_HZ={b.sysclk_hz}u", f"-I{tmp_path}",

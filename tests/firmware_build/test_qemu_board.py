@@ -28,7 +28,8 @@ def _target(compress: str):
 def _random_inputs(model: bytes, n: int, seed: int) -> np.ndarray:
     from kit.core.tflite_file import read_tflite
 
-    t = read_tflite(model).tensor(read_tflite(model).inputs[0])
+    info = read_tflite(model)
+    t = info.tensor(info.inputs[0])
     assert t.dtype == "int8"
     return np.random.default_rng(seed).integers(-128, 127, size=(n, *t.shape), endpoint=True).astype(np.int8)
 
