@@ -1,120 +1,137 @@
-"""Do artifacts load on aarch64 LiteRT, and do they predict what x86 LiteRT predicts?
+"""Do the kit's artifacts load on aarch64 LiteRT, and compute there what x86 LiteRT computes?
 
-Runs every artifact on x86 LiteRT (this venv) and on the emulated aarch64 board (`kit board arm64 DIR`,
-aarch64 CPython + ai-edge-litert under qemu-user) with the same test inputs, with the default delegate
-(XNNPACK) and with the built-in kernels only, and prints per artifact and kernel set: loads on aarch64
-(yes / no with the runtime's message), top-1 agreement x86 vs aarch64 and the largest output difference.
-Latency under emulation means nothing and is not printed.
+For the artifacts of the `default`, `best`, `mcu` and `lenet5-latency` recipes (each run by `kit compress`
+on its zoo model and `mnist5k`; shipped and rejected artifacts alike) and the MLPerf Tiny reference models,
+prints per artifact: loads on aarch64 (yes, or the runtime's reason), top-1 agreement of aarch64 LiteRT with
+x86 LiteRT and the largest output difference, and top-1 agreement of LiteRT's CompiledModel API with its
+Interpreter API on x86. Every figure comes from the kit's own check runtimes (kit.convert.check):
+`litert` (x86, XNNPACK), `litert-aarch64` (the emulated board, `kit board arm64`; aarch64 CPython and
+ai-edge-litert under qemu-user, XNNPACK's NEON kernels) and `litert-compiled` (x86). Latency under
+emulation means nothing and is not printed.
 
-  KIT_ARM64_BOARD=~/.cache/prunekit/arm64-board python benchmarks/bench_aarch64.py [ARTIFACT.tflite ...]
+  KIT_ARM64_BOARD=~/.cache/prunekit/arm64-board python benchmarks/bench_aarch64.py
+  python benchmarks/bench_aarch64.py --recipes default --samples 200      # one recipe, fewer inputs
+  python benchmarks/bench_aarch64.py --recipes "" --models a.tflite b.tflite
 
-Without artifacts it trains a small pruned MLP on `digits` and converts it to every format.
+Inputs: the mnist5k test split for the recipes' artifacts; seeded uniform random inputs for the MLPerf
+models (no labelled data of theirs ships offline), which is enough to compare two runtimes.
 """
 from __future__ import annotations
 
 import argparse
-import json
-import subprocess
+import os
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-# runs on both interpreters; prints one JSON line per (model, kernels)
-PROBE = r'''
-import json, sys
-import numpy as np
-from ai_edge_litert.interpreter import Interpreter, OpResolverType
-inputs = np.load(sys.argv[1])
-for path in sys.argv[2:]:
-    x = inputs[path]
-    for kernels in ("default", "builtin"):
-        rec = {"model": path, "kernels": kernels}
-        kw = {"model_path": path, "num_threads": 1}
-        if kernels == "builtin":
-            kw["experimental_op_resolver_type"] = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-        try:
-            it = Interpreter(**kw)
-            d, o = it.get_input_details()[0], it.get_output_details()[0]
-            it.resize_tensor_input(d["index"], [len(x), *d["shape"][1:]])
-            it.allocate_tensors()
-            it.set_tensor(d["index"], x)
-            it.invoke()
-            y = it.get_tensor(o["index"]).astype(np.float64)
-            if o["dtype"] != np.float32:
-                s, z = o["quantization"]
-                y = (y - z) * s
-            rec["out"] = y.reshape(len(x), -1).tolist()
-        except Exception as e:
-            rec["error"] = f"{type(e).__name__}: {e}".replace("\n", " ")[:300]
-        print(json.dumps(rec), flush=True)
-'''
+#: recipe -> the zoo model it is meant for
+RECIPES = {"default": "lenet-300-100", "best": "lenet-300-100", "mcu": "lenet-300-100", "lenet5-latency": "lenet5"}
+MLPERF = ("kws_ref_model.tflite", "kws_ref_model_float32.tflite", "vww_96_int8.tflite", "vww_96_float.tflite",
+          "pretrainedResnet_quant.tflite", "pretrainedResnet.tflite", "ad01_int8.tflite", "ad01_fp32.tflite")
+RUNTIMES = ("litert", "litert-aarch64", "litert-compiled")
 
 
-def run_probe(python: list[str], script: Path, inputs: Path, models: list[Path]) -> dict:
-    res = subprocess.run([*python, str(script), str(inputs), *map(str, models)], capture_output=True, text=True,
-                         timeout=3600, check=False)
-    rows = [json.loads(ln) for ln in res.stdout.splitlines() if ln.startswith("{")]
-    if not rows:
-        raise SystemExit(f"{python[0]} printed nothing: {res.stderr[-800:]}")
-    return {(r["model"], r["kernels"]): r for r in rows}
+def recipe_artifacts(recipe: str, work: Path, log) -> list[Path]:
+    """Run the recipe on its zoo model; every .tflite it wrote (shipped, then rejected)."""
+    from kit.pipeline.compress import compress
+
+    out = work / recipe
+    t0 = time.time()
+    compress(RECIPES[recipe], recipe, "mnist5k", out, log=lambda _: None)
+    log(f"{recipe}: kit compress {RECIPES[recipe]} took {time.time() - t0:.0f} s")
+    return sorted(out.glob("*.tflite")) + sorted((out / "rejected").glob("*.tflite"))
+
+
+def inputs_for(model: bytes, samples: int, mnist):
+    """The mnist5k test images where the model takes them, else seeded uniform inputs of its input shape."""
+    import numpy as np
+
+    from kit.core.tflite_file import read_tflite
+
+    info = read_tflite(model)
+    shape = tuple(info.tensor(info.inputs[0]).shape[1:])
+    if int(np.prod(shape)) == int(np.prod(mnist.x_test.shape[1:])):
+        return mnist.x_test[:samples].reshape((-1, *shape)).astype(np.float32), "mnist5k test"
+    return np.random.default_rng(0).random((samples, *shape), dtype=np.float32), "uniform random"
+
+
+def row(name: str, data: bytes, x, where: str) -> list[str]:
+    from kit.convert import check as checks
+
+    from kit.core.tflite_file import read_tflite
+
+    info = read_tflite(data)
+    same_shape = info.tensor(info.outputs[0]).shape == info.tensor(info.inputs[0]).shape
+    task = "autoencoder" if same_shape else "classification"  # top-1 means nothing for a reconstruction
+    by = {c.runtime: c for c in checks.check(data, x, None, None, RUNTIMES, name=name, timeout_s=600, task=task)}
+    x86, arm, compiled = by["litert"], by["litert-aarch64"], by["litert-compiled"]
+
+    def loads(c) -> str:
+        return "yes" if c.loads else f"no: {(c.error or '')[:70]}"
+
+    def agree(c) -> str:
+        if not (c.loads and x86.loads):
+            return "-"
+        top1 = "" if c.litert_agreement is None else f"{100 * c.litert_agreement:.1f}% "
+        diff = "" if c.litert_max_diff is None else f"(max diff {c.litert_max_diff:.2g})"
+        return (top1 + diff).strip() or "-"
+
+    return [name, f"{len(data):,}", where, loads(x86), loads(arm), agree(arm), loads(compiled), agree(compiled)]
 
 
 def main() -> int:
-    import numpy as np
-
-    from targets.emulated_arm64 import WRAPPER_NAME
-    from tests.support.arm64_board import board_dir, digits_artifacts, quantized_input
-
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("artifacts", nargs="*", type=Path)
-    p.add_argument("--samples", type=int, default=100, help="test inputs per artifact")
+    p.add_argument("--recipes", default=",".join(RECIPES), help="comma-separated (default: all four)")
+    p.add_argument("--models", nargs="*", type=Path, default=None,
+                   help=".tflite files instead of the MLPerf Tiny ones (default: those in ../shared)")
+    p.add_argument("--samples", type=int, default=500, help="inputs per artifact (default 500)")
     a = p.parse_args()
-    board, why = board_dir()
-    if board is None:
-        print(f"no board: {why}")
-        return 2
-    work = Path(tempfile.mkdtemp(prefix="bench-aarch64-"))
-    if a.artifacts:
-        models = a.artifacts
-        batch = None
-    else:
-        formats = ("float32", "float16", "dynamic", "int8", "float32-sparse", "float16-sparse", "int8-sparse")
-        made, _, x_test = digits_artifacts(work, formats)
-        models, batch = list(made.values()), x_test[:a.samples].astype(np.float32)
-    arrays = {}
-    for m in models:
-        from ai_edge_litert.interpreter import Interpreter
 
-        shape = Interpreter(model_path=str(m)).get_input_details()[0]["shape"]
-        x = batch if batch is not None and list(shape[1:]) == list(batch.shape[1:]) else \
-            np.random.default_rng(0).random((a.samples, *shape[1:]), dtype=np.float32)
-        arrays[str(m)] = quantized_input(m, x)
-    np.savez(work / "inputs.npz", **arrays)
-    script = work / "probe.py"
-    script.write_text(PROBE)
+    from kit.convert.check import aarch64_python
+    from kit.core.errors import KitError
+    from kit.core.paths import shared_dir
+    from kit.core.tables import format_table
+    from kit.data import load_data
+
+    try:
+        python = aarch64_python()
+    except KitError as e:
+        print(f"no board: {e.message}")
+        return 2
+    print(f"aarch64 board: {python}")
+    mnist = load_data("mnist5k")
+    work = Path(tempfile.mkdtemp(prefix="bench-aarch64-"))
+    models: list[tuple[str, Path]] = []
+    for recipe in [r for r in a.recipes.split(",") if r]:
+        if recipe not in RECIPES:
+            print(f"unknown recipe {recipe!r}: use {', '.join(RECIPES)}")
+            return 2
+        models += [(f"{recipe}/{m.parent.name + '/' if m.parent.name == 'rejected' else ''}{m.name}", m)
+                   for m in recipe_artifacts(recipe, work, print)]
+    if a.models is not None:
+        models += [(m.name, m) for m in a.models]
+    else:
+        shared = shared_dir()
+        folder = shared / "models" / "mlperf-tiny" if shared else None
+        if folder is None or not folder.is_dir():
+            print("../shared is absent: the MLPerf Tiny models are left out")
+        else:
+            models += [(f"mlperf/{n}", folder / n) for n in MLPERF if (folder / n).is_file()]
+    rows = []
     t0 = time.time()
-    x86 = run_probe([sys.executable], script, work / "inputs.npz", models)
-    t1 = time.time()
-    arm = run_probe([str(board / WRAPPER_NAME)], script, work / "inputs.npz", models)
-    t2 = time.time()
-    print(f"x86 LiteRT {t1 - t0:.1f} s, emulated aarch64 LiteRT {t2 - t1:.1f} s (wall, all artifacts)")
-    print(f"{'artifact':32} {'kernels':8} {'x86':10} {'aarch64':44} {'top-1 agree':>11} {'max |diff|':>10}")
-    for key in sorted(x86):
-        r, o = x86[key], arm.get(key, {"error": "missing"})
-        name = Path(key[0]).name
-        loads_x86 = "yes" if "out" in r else "no"
-        loads_arm = "yes" if "out" in o else f"no: {o['error'][:40]}"
-        agree = diff = "-"
-        if "out" in r and "out" in o:
-            yr, yo = np.array(r["out"]), np.array(o["out"])
-            agree = f"{np.mean(yr.argmax(1) == yo.argmax(1)) * 100:.1f}%"
-            diff = f"{np.max(np.abs(yr - yo)):.2e}"
-        print(f"{name:32} {key[1]:8} {loads_x86:10} {loads_arm:44} {agree:>11} {diff:>10}")
-        if "error" in o and "out" not in o:
-            print(f"{'':41} aarch64: {o['error']}")
+    for name, path in models:
+        data = path.read_bytes()
+        x, where = inputs_for(data, a.samples, mnist)
+        rows.append(row(name, data, x, f"{len(x)} {where}"))
+        print(f"  {name}: {time.time() - t0:.0f} s", flush=True)
+    print()
+    print(format_table(["artifact", "bytes", "inputs", "x86 LiteRT loads", "aarch64 loads",
+                        "aarch64 vs x86: top-1 agree (max diff)", "CompiledModel loads",
+                        "CompiledModel vs Interpreter (x86)"], rows, markdown=True))
     return 0
 
 

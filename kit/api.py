@@ -134,7 +134,7 @@ def evaluate(model: str | Path, data: str = "mnist5k", *, reference: str | Path 
         run_task = resolve_task(task, tuple(x.shape[1:]), tuple(out[1:]), y, os.path.basename(model))
         if run_task.classifier:
             check_labels_fit(y, out[-1] if out else None, os.path.basename(model))
-        chosen = tuple(runtimes or checks.RUNTIMES)
+        chosen = tuple(runtimes or checks.EVAL_RUNTIMES)
         bad = [r for r in chosen if r not in checks.RUNTIMES]
         if bad:
             raise KitError(f"unknown runtime(s) {', '.join(bad)}", f"use {', '.join(checks.RUNTIMES)}")

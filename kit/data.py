@@ -1,7 +1,8 @@
 """Data sets: `.npz` files and built-in offline sets (`digits`, `mnist5k`).
 
-Every set is returned as float32 features scaled to [0, 1] and integer labels,
-reshaped to the model's input shape when the element counts agree.
+Every set is returned as float32 features and integer class labels (the built-in sets scaled to [0, 1]), or,
+for an `.npz` whose labels are floating-point values that are not all whole numbers, float32 regression targets;
+features are reshaped to the model's input shape when the element counts agree.
 """
 from __future__ import annotations
 
@@ -29,7 +30,15 @@ class Dataset:
     description: str
 
     @property
+    def regression_targets(self) -> bool:
+        """The labels are float target values (kit.data._labels), not class indices."""
+        return self.y_train.dtype.kind == "f"
+
+    @property
     def num_classes(self) -> int:
+        if self.regression_targets:
+            raise DataError(f"data set {self.name!r} holds regression targets, not class labels",
+                            "use it with a model that predicts those values (task regression)")
         return int(max(self.y_train.max(), self.y_test.max())) + 1
 
     def fit_to(self, input_shape: tuple) -> "Dataset":
@@ -133,7 +142,7 @@ def _npz(path: Path, seed: int) -> Dataset:
             raise DataError(f"{path}: the {split} split is empty")
     if x_train.shape[1:] != x_test.shape[1:]:
         raise DataError(f"{path}: x_train samples are {x_train.shape[1:]} but x_test samples are {x_test.shape[1:]}")
-    y_train, y_test = _labels(y_train, path, "y_train"), _labels(y_test, path, "y_test")
+    y_train, y_test = _labels_or_targets(y_train, y_test, path)
     x_calib = arrays.get("x_calib", x_train[:500])
     if x_calib.shape[1:] != x_train.shape[1:]:
         raise DataError(f"{path}: x_calib samples are {x_calib.shape[1:]} but x_train samples are {x_train.shape[1:]}")
@@ -149,7 +158,8 @@ def _check_array(a: np.ndarray, path: Path, key: str) -> None:
     if a.dtype.kind not in "biuf":
         kind = {"U": "strings", "S": "byte strings", "O": "Python objects", "c": "complex numbers"}.get(
             a.dtype.kind, f"{a.dtype} values")
-        hint = ("labels are class indices 0..N-1 or one-hot; map class names to indices first"
+        hint = ("labels are class indices 0..N-1, one-hot rows or float regression targets; map class names to "
+                "indices first"
                 if key.startswith("y") else "features are integer or floating-point numbers")
         raise DataError(f"{path}: {key} holds {kind}", hint)
     if key.startswith("x") and a.dtype.kind == "f":
@@ -160,21 +170,62 @@ def _check_array(a: np.ndarray, path: Path, key: str) -> None:
                             f"{first[0]}", "drop or repair those samples; scores on them would mean nothing")
 
 
+def _labels_or_targets(y_train: np.ndarray, y_test: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels (int64), or float32 regression targets when the labels are floating-point and some are not
+    whole numbers. Both splits are one or the other: class indices in one and fractions in the other is a mistake
+    that would score a regression model against classes (or the reverse)."""
+    targets = {key: _is_targets(y) for key, y in (("y_train", y_train), ("y_test", y_test))}
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.dtype.kind == "f" and not np.all(np.isfinite(y)):
+            raise DataError(f"{path}: {key} holds NaN or infinite labels",
+                            "labels are class indices 0..N-1, one-hot rows or finite regression targets")
+    if not any(targets.values()):
+        return _labels(y_train, path, "y_train"), _labels(y_test, path, "y_test")
+    for key, y in (("y_train", y_train), ("y_test", y_test)):
+        if y.dtype.kind != "f":
+            other = "y_test" if key == "y_train" else "y_train"
+            raise DataError(f"{path}: {other} holds non-integer labels (regression targets) but {key} holds "
+                            f"integer class indices",
+                            "both splits hold class indices, or both hold float regression targets")
+    shapes = {y.shape[1:] if y.ndim > 1 and y.shape[1:] != (1,) else () for y in (y_train, y_test)}
+    if len(shapes) > 1:
+        raise DataError(f"{path}: y_train holds targets of shape {y_train.shape[1:]} per sample but y_test "
+                        f"{y_test.shape[1:]}", "regression targets have the same shape in both splits")
+    return _targets(y_train), _targets(y_test)
+
+
+def _is_targets(y: np.ndarray) -> bool:
+    """Floating-point labels that are not whole numbers and not probability rows (soft class labels)."""
+    if y.dtype.kind != "f" or y.size == 0 or not np.all(np.isfinite(y)) or np.all(np.equal(np.mod(y, 1), 0)):
+        return False
+    return not _class_rows(y)
+
+
+def _class_rows(y: np.ndarray) -> bool:
+    """One row per sample of two or more non-negative values summing to 1: one-hot or soft class labels."""
+    return (y.ndim == 2 and y.shape[1] > 1 and bool(np.all(y >= 0))
+            and bool(np.allclose(y.sum(axis=1), 1.0, atol=1e-3)))
+
+
+def _targets(y: np.ndarray) -> np.ndarray:
+    """Regression targets: float32, one value per sample as a vector, several as (samples, ...) rows."""
+    return (y.reshape(-1) if y.ndim == 2 and y.shape[1] == 1 else y).astype(np.float32)
+
+
 def _labels(y: np.ndarray, path: Path, key: str) -> np.ndarray:
-    if y.ndim == 2 and y.shape[1] > 1:  # one-hot
+    if y.ndim == 2 and y.shape[1] > 1:
+        if not _class_rows(y):
+            raise DataError(f"{path}: {key} has rows of {y.shape[1]} whole numbers that are not one-hot",
+                            "labels are a vector of class indices or one-hot rows")
         return y.argmax(axis=1).astype(np.int64)
     if y.ndim > 2 or (y.ndim == 2 and y.shape[1] != 1):
         raise DataError(f"{path}: {key} has shape {y.shape}", "labels are a vector of class indices or one-hot rows")
     y = y.reshape(-1)
-    if not np.issubdtype(y.dtype, np.integer):
-        if not np.all(np.isfinite(y)):
-            raise DataError(f"{path}: {key} holds NaN or infinite labels", "labels are class indices 0..N-1 or one-hot")
-        if not np.all(np.equal(np.mod(y, 1), 0)):
-            raise DataError(f"{path}: {key} holds non-integer labels", "labels are class indices 0..N-1 or one-hot")
-        if y.max() >= 2**31:
-            raise DataError(f"{path}: {key} holds a label of {y.max():.0f}", "labels are class indices 0..N-1")
+    if not np.issubdtype(y.dtype, np.integer) and y.max() >= 2**31:
+        raise DataError(f"{path}: {key} holds a label of {y.max():.0f}", "labels are class indices 0..N-1")
     if y.min() < 0:
-        raise DataError(f"{path}: {key} holds negative labels", "labels are class indices 0..N-1 or one-hot")
+        raise DataError(f"{path}: {key} holds negative labels",
+                        "labels are class indices 0..N-1 or one-hot; regression targets are stored as floats")
     return y.astype(np.int64)
 
 

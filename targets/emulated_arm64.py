@@ -34,6 +34,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from kit.core.arm64_board import PROFILE_NAME, WRAPPER_NAME
+from kit.core.arm64_board import STAMP as _STAMP
 from kit.core.errors import TargetError
 from targets.runner import EMULATED_LATENCY as EMULATED_LATENCY_TEMPLATE
 
@@ -46,9 +48,6 @@ TOOLS_SUITE = "trixie"
 DEFAULT_LITERT = "ai-edge-litert"
 #: QEMU's model of the Raspberry Pi 5 core; "max" enables SVE2/SME paths no phone core has
 DEFAULT_QEMU_CPU = "cortex-a76"
-WRAPPER_NAME = "python3-aarch64"
-PROFILE_NAME = "emulated-arm64.toml"
-_STAMP = ".kit-stage.json"
 _MIN_QEMU = (8, 1)
 
 
@@ -75,13 +74,6 @@ class Board:
     @property
     def total_seconds(self) -> float:
         return sum(s.seconds for s in self.stages)
-
-
-def board_ready(root: str | Path) -> bool:
-    """True when `root` holds a finished board (every stage stamped and the wrapper present)."""
-    r = Path(root)
-    return all((r / d / _STAMP).is_file() for d in ("tools", "sysroot", "site")) and (r / WRAPPER_NAME).is_file() \
-        and (r / PROFILE_NAME).is_file()
 
 
 def build_board(root: str | Path, litert: str = DEFAULT_LITERT, qemu_cpu: str = DEFAULT_QEMU_CPU,

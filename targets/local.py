@@ -4,7 +4,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +13,7 @@ from targets.base import ArtifactRef, Deployment, DeviceInfo, ProfileResult, Run
 from targets.host_facts import local_health
 from targets.options import parse_options
 from targets.profiles import DeviceProfile
-from targets.runner import RUNNER, parse_runner_output, runner_args, runner_result
+from targets.runner import APIS, RUNNER, parse_runner_output, runner_args, runner_result
 from targets.uri import TargetURI
 
 
@@ -23,6 +23,8 @@ class LocalOptions:
 
     #: per-op times from LiteRT's own profiler after the timed runs (`ProfileResult.op_profile`)
     op_profiling: bool = False
+    #: interpreter = LiteRT's Interpreter API; compiled = its CompiledModel API on the CPU accelerator
+    api: str = field(default="interpreter", metadata={"choices": APIS})
 
 
 class LocalTarget(Target):
@@ -47,7 +49,8 @@ class LocalTarget(Target):
         return Deployment(artifact=ArtifactRef.of(artifact), location=str(artifact))
 
     def _run_runner(self, model: Path, settings: RunSettings) -> tuple[dict[str, Any], str]:
-        cmd = [sys.executable, str(RUNNER), *runner_args(str(model), settings, op_profiling=self.options.op_profiling)]
+        cmd = [sys.executable, str(RUNNER), *runner_args(str(model), settings, op_profiling=self.options.op_profiling,
+                                                               api=self.options.api)]
         if settings.core_mask:
             if shutil.which("taskset") is None:
                 raise TargetError("a core mask was given but `taskset` is not installed", "install util-linux")

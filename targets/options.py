@@ -5,7 +5,8 @@ TOML values from farm.toml (`options = { retries = 3 }`); `parse_options`
 turns either into the target's dataclass, converting each value to its
 field's type and refusing keys the target does not know, so a typo is an
 error that lists the known keys rather than a TypeError or a silent default.
-A field's `metadata={"min": N}` sets its lowest allowed value.
+A field's `metadata={"min": N}` sets its lowest allowed value, `metadata={"choices": (...)}` the allowed
+strings.
 """
 from __future__ import annotations
 
@@ -40,7 +41,8 @@ def parse_options(cls: type[T], options: Mapping[str, Any], target: str) -> T:
     values = {}
     for f in dataclasses.fields(cls):
         if f.name in options:
-            values[f.name] = convert_option(target, f.name, options[f.name], hints[f.name], f.metadata.get("min"))
+            values[f.name] = convert_option(target, f.name, options[f.name], hints[f.name], f.metadata.get("min"),
+                                            f.metadata.get("choices"))
     return cls(**values)
 
 
@@ -50,8 +52,10 @@ def split_options(cls: type, options: Mapping[str, Any]) -> tuple[dict[str, Any]
     return ({k: v for k, v in options.items() if k in known}, {k: v for k, v in options.items() if k not in known})
 
 
-def convert_option(target: str, name: str, value: Any, hint: Any, minimum: float | None = None) -> Any:
-    """One option value as type `hint` (bool, int, float, str, or one of them `| None`)."""
+def convert_option(target: str, name: str, value: Any, hint: Any, minimum: float | None = None,
+                   choices: tuple[str, ...] | None = None) -> Any:
+    """One option value as type `hint` (bool, int, float, str, or one of them `| None`); a string one of
+    `choices` when given."""
     kinds = [hint]
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         kinds = [a for a in typing.get_args(hint) if a is not type(None)]
@@ -79,5 +83,7 @@ def convert_option(target: str, name: str, value: Any, hint: Any, minimum: float
     if kind is str:
         if isinstance(value, (bool, list, dict)):
             raise TargetError(f"{where} is not a string")
+        if choices and str(value) not in choices:
+            raise TargetError(f"{where} is not one of {', '.join(choices)}")
         return str(value)
     raise TypeError(f"option {name} has the unsupported type {hint!r}")

@@ -54,7 +54,7 @@ from targets.energy import (PMIC_RUNNER_START, SerialPowerMeter, parse_pmic_log,
 from targets.host_facts import BATTERY_SCRIPT, DF_COMMAND, parse_battery, parse_df
 from targets.options import parse_options
 from targets.profiles import DeviceProfile
-from targets.runner import RUNNER, mark_emulated, parse_runner_output, runner_args, runner_result
+from targets.runner import APIS, RUNNER, mark_emulated, parse_runner_output, runner_args, runner_result
 from targets.uri import TargetURI
 
 log = logging.getLogger(__name__)
@@ -94,6 +94,8 @@ class SSHOptions:
     meter_baud: int = field(default=115200, metadata={"min": 1})
     #: per-op times from LiteRT's own profiler on the board after the timed runs (`ProfileResult.op_profile`)
     op_profiling: bool = False
+    #: interpreter = LiteRT's Interpreter API; compiled = its CompiledModel API on the CPU accelerator
+    api: str = field(default="interpreter", metadata={"choices": APIS})
 
 
 @dataclass
@@ -484,7 +486,7 @@ class SSHTarget(Target):
             remote_input = f"{deployment.location}/input.npy"
             self._upload([(Path(settings.input_path), remote_input, "the input batch")])
         args = runner_args(deployment.state["model"], settings, delegate_library=library, input_path=remote_input,
-                           op_profiling=self.options.op_profiling)
+                           op_profiling=self.options.op_profiling, api=self.options.api)
         cmd = [self.python, deployment.state["runner"], *args]
         if settings.core_mask:
             if "taskset" not in self._probe()["tools"]:

@@ -13,7 +13,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data", default="mnist5k", help="digits | mnist5k | .npz")
     p.add_argument("--reference", default=None, help="Keras model whose outputs the .tflite should reproduce")
     p.add_argument("--runtime", action="append", default=None,
-                   help="litert | litert-builtin | tflm | litert-compiled (repeatable; default all)")
+                   help="litert | litert-builtin | tflm | litert-compiled | litert-aarch64 (repeatable; default all but "
+                        "litert-aarch64, which runs on the emulated aarch64 board: docs/arm64.md)")
     p.add_argument("--samples", type=int, default=None, help="first N test samples only")
     p.add_argument("--task", choices=TASK_CHOICES, default=None,
                    help="what the model computes (default: detected; outputs shaped like the inputs = autoencoder, "

@@ -149,5 +149,12 @@ def _choices_table(choices) -> str:
             else:
                 latency = f"{w.latency_us / 1000:.3f} ms" + (" (estimate)" if w.estimate else "")
             rows.append([c.device_class, w.artifact.label, w.artifact.format.name, w.artifact.bytes, latency,
-                         None if w.artifact.accuracy is None else f"{w.artifact.accuracy:.2%}", ""])
+                         _figure(w.artifact), ""])
     return format_table(["class", "chosen", "format", "bytes", "latency (worst device)", "accuracy", "why none"], rows)
+
+
+def _figure(a) -> str | None:
+    """A classifier's top-1; another model's task figure by name (`MSE 0.0123`), never an empty accuracy."""
+    if a.classifier:
+        return None if a.accuracy is None else f"{a.accuracy:.2%}"
+    return a.score_text()

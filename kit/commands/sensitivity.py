@@ -6,12 +6,15 @@ Examples:
   kit sensitivity model.h5 --data data.npz --granularity block --block 1x4 --target local
 
 Scores come from a validation split held out from the training data (the last --val-fraction of it), never from
-the test split. Writes sensitivity.csv, sensitivity.md, sensitivity.json and plots/<layer>.png.
+the test split. Writes sensitivity.csv, sensitivity.md, sensitivity.json and plots/<layer>.png; with --json the
+run's result (the rows, the files written, the latency plan with --target) is also printed on stdout as one strict
+JSON document, and the progress goes to stderr.
 """
 from __future__ import annotations
 
 import argparse
 import re
+import sys
 
 from kit.core.errors import KitError
 from kit.core.jsonio import dumps as strict_dumps
@@ -41,42 +44,50 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--val-fraction", type=float, default=0.2,
                    help="training data held out for validation (default 0.2)")
     p.add_argument("--epochs", type=int, default=20, help="training epochs of a built-in model (default 20)")
+    p.add_argument("--json", action="store_true",
+                   help="print the result as one strict JSON document on stdout (progress on stderr)")
 
 
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from kit.models import resolve_model
     from kit.data import load_data
+    from kit.models import resolve_model
     from kit.recipe import PruneStep
     from kit.search.sensitivity import analyze, split_validation
 
     check_output_dir(args.out, "sensitivity.json", force=args.force)  # a file, unwritable, another tool's: refused
     ratios = _ratios(args.ratios)
     block = _block(args.block)
+    # with --json, stdout carries the document alone: every line meant for a person goes to stderr
+    say = (lambda *a: print(*a, file=sys.stderr)) if args.json else print
     data = load_data(args.data)
     resolved = resolve_model(args.model, data, epochs=args.epochs, name=Path(args.model).name,
-                             train_split=lambda d: split_validation(d, args.val_fraction).train)
+                             train_split=lambda d: split_validation(d, args.val_fraction).train, log=say,
+                             classifier_only="the sensitivity analysis ranks layers by top-1 and by the KL "
+                                             "divergence of class scores, which mean nothing for it")
     model, name = resolved.model, resolved.name
     split = split_validation(data.fit_to(model.input_shape[1:]), args.val_fraction)
-    print(f"validation: {split.description}")
+    say(f"validation: {split.description}")
     step = PruneStep(granularity=args.granularity, block=block)
     result = analyze(model, split.x, split.y, ratios=ratios, prune_step=step, structured=args.structured,
                      criterion=args.criterion, calib=split.train.x_calib, target=args.target, runtime=args.runtime,
-                     fmt=args.fmt, model_name=name, validation=split.description)
+                     fmt=args.fmt, model_name=name, validation=split.description, log=say)
     paths = result.write(args.out)
-    print()
-    print(result.table())
+    say()
+    say(result.table())
     for note in result.notes:
-        print(f"note: {note}")
-    if args.target is not None:
-        _print_latency_plan(model, args, paths)
-    print(f"\nwrote {paths['csv']}, {paths['markdown'].name}, {paths['json'].name} and "
-          f"{sum(k.startswith('plot:') for k in paths)} plots in {args.out}/plots")
+        say(f"note: {note}")
+    plan = _latency_plan(model, args, paths, say) if args.target is not None else None
+    say(f"\nwrote {paths['csv']}, {paths['markdown'].name}, {paths['json'].name} and "
+        f"{sum(k.startswith('plot:') for k in paths)} plots in {args.out}/plots")
+    if args.json:
+        print(strict_dumps({**result.to_dict(), "files": {k: str(p) for k, p in paths.items()},
+                            "latency_plan": plan}))
     return 0
 
 
-def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
+def _latency_plan(model, args: argparse.Namespace, paths: dict, say) -> dict:
     """Which layers run on sparse kernels on the target's runtime, and how to prune them for that."""
     from pathlib import Path
 
@@ -86,13 +97,14 @@ def _print_latency_plan(model, args: argparse.Namespace, paths: dict) -> None:
     with get_target(args.target) as t:
         arch = latency_aware.target_arch(t)
     plan = latency_aware.plan(model, args.runtime, args.fmt, arch)
-    print(f"\nsparse kernels for {args.fmt} on {args.runtime} ({arch}):")
-    print(plan.table())
+    say(f"\nsparse kernels for {args.fmt} on {args.runtime} ({arch}):")
+    say(plan.table())
     for note in plan.notes:
-        print(f"note: {note}")
+        say(f"note: {note}")
     path = Path(args.out) / "latency_plan.json"
     path.write_text(strict_dumps(plan.to_dict()))
     paths["latency_plan"] = path
+    return plan.to_dict()
 
 
 def _ratios(text: str) -> list[float]:

@@ -1,4 +1,5 @@
-"""Artifacts of one compression run: build each encoding, check it on every runtime, decide what ships."""
+"""Artifacts of one compression run: build each encoding and check it on every runtime; what passes the checks
+and the accuracy gate is a candidate, and kit.convert.frontier decides which candidates ship."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -46,6 +47,13 @@ class Artifact(ArtifactRecord):
     tensors: list[dict] = field(default_factory=list)
     weight_bytes: int = 0
     graph_bytes: int = 0
+    #: median latency on the first target runtime on this host (kit.convert.frontier), with how it was measured;
+    #: None for an artifact that was not a candidate, or with `latency_note` saying why it was not measured
+    latency_us: float | None = None
+    latency_method: str | None = None
+    latency_note: str | None = None
+    #: the shipped artifact the recipe's `[convert] objective` prefers
+    default: bool = False
     #: the flatbuffer itself, written to `path` once shipping is decided; not part of the manifest
     content: bytes = field(default=b"", repr=False, compare=False)
 
@@ -77,6 +85,9 @@ class Artifact(ArtifactRecord):
             "path": self.path, "bytes": self.bytes, "gzip_bytes": self.gzip_bytes, "sha256": self.sha256,
             "shipped": self.shipped, "reason": self.reason, "checks": [c.to_dict() for c in self.checks],
             "tensors": self.tensors, "weight_bytes": self.weight_bytes, "graph_bytes": self.graph_bytes,
+            "latency": None if self.latency_us is None else {"median_us": self.latency_us,
+                                                             "method": self.latency_method},
+            "latency_note": self.latency_note, "default": self.default,
         }
 
 
@@ -124,7 +135,7 @@ class AccuracyGate:
                 continue
             lost = loss_against(metric, value, ref)
             if lost > self.max_drop + 1e-9:
-                figures = f"{describe_loss(metric, value, ref)}; the budget is {self.max_drop:g}"
+                figures = f"{describe_loss(metric, value, ref)} on the test split; the budget is {self.max_drop:g}"
                 if metric == "mse":
                     return (f"loses accuracy: its MSE on {c.runtime} is {lost:.2f} per cent above {what}'s "
                             f"({figures} per cent)")
@@ -140,12 +151,16 @@ class AccuracyGate:
                  "recover longer or gentler ([finetune] epochs, a lower learning_rate, [finetune.distill])",
                  "let `kit compress --budget accuracy-drop=P` choose per-layer sparsity",
                  f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g} points)"]
-        if self.task != "classification":  # nothing trains a non-classifier: the loss comes from quantization
+        if self.task != "classification":
+            limit = f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g})"
             hints = ["keep a float format ([quantize] mode = [\"none\"] or \"float16\")",
                      ("calibrate int8 on more representative inputs (x_calib in the .npz, [quantize] "
-                     "calibration_samples)"), f"or raise [convert] max_accuracy_drop (now {recipe.convert.max_accuracy_drop:g})"]
+                      "calibration_samples)")]
+            if recipe.prune is not None or recipe.finetune is not None:  # trained on the task's MSE loss
+                hints += ["prune less (lower final_sparsity)",
+                          "recover longer or gentler ([finetune] epochs, a lower learning_rate, [finetune.distill])"]
             return (f"{len(lost)} artifact(s) lost more than the budget ({gate_metric_doc(self.task)}) against the "
-                    "original model; try: " + "; ".join(hints))
+                    "original model; try: " + "; ".join([*hints, limit]))
         return (f"{len(lost)} artifact(s) lost more top-1 than the budget against the original model; try: "
                 + "; ".join(hints))
 
@@ -213,25 +228,15 @@ def build_artifact(model, spec: ArtifactSpec, dataset: Dataset, x_eval, y_eval, 
 def artifacts_for(source, precision: str, io: str, pruned: bool, recipe: Recipe, dataset: Dataset, x_eval, y_eval,
                   out: Path, model_name: str, log, gate: AccuracyGate | None = None,
                   task: str = "classification") -> list[Artifact]:
-    """Build dense and/or sparse encodings of one precision and decide which ships."""
+    """Build and check the dense and/or sparse encoding of one precision (`[convert] sparse`: auto builds both
+    for a pruned model). Which of them ships is kit.convert.frontier's decision, once every artifact exists;
+    `place` writes the files after it."""
     targets = tuple(recipe.convert.targets)
     mode = recipe.convert.sparse if pruned else "off"
-    dense = sparse = None
-    if mode in ("auto", "off"):
-        dense = build_artifact(source, ArtifactSpec(precision, "dense", io), dataset, x_eval, y_eval, out, model_name,
-                               targets, gate=gate, task=task)
-    if mode in ("auto", "on"):
-        sparse = build_artifact(source, ArtifactSpec(precision, "sparse", io), dataset, x_eval, y_eval, out,
-                                model_name, targets, gate=gate, task=task)
-    if mode == "auto" and sparse is not None and dense is not None:
-        if sparse.shipped and sparse.bytes < dense.bytes:
-            dense.shipped, dense.reason = False, f"sparse encoding is smaller ({sparse.bytes:,} < {dense.bytes:,} bytes)"
-        elif sparse.shipped:
-            sparse.shipped, sparse.reason = False, f"no smaller than dense ({sparse.bytes:,} >= {dense.bytes:,} bytes)"
-        # else: sparse.reason already says which runtime refused it
-    produced = [a for a in (dense, sparse) if a is not None]
+    encodings = [e for e, modes in (("dense", ("auto", "off")), ("sparse", ("auto", "on"))) if mode in modes]
+    produced = [build_artifact(source, ArtifactSpec(precision, e, io), dataset, x_eval, y_eval, out, model_name,
+                               targets, gate=gate, task=task) for e in encodings]
     for a in produced:
-        place(a, out)
-        state = "shipped" if a.shipped else f"not shipped: {a.reason}"
-        log(f"  {a.name:16s} {a.bytes:>10,} bytes  {a.figures}  {state}")
+        state = "candidate" if a.shipped else f"not shipped: {a.reason}"
+        log(f"  {a.name:16s} {a.bytes:>10,} bytes  {a.figures} (test split)  {state}")
     return produced

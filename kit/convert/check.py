@@ -2,21 +2,31 @@
 
 Runtimes: LiteRT's Interpreter API with its default delegate (XNNPACK), LiteRT
 built-in kernels only, TensorFlow Lite Micro's Python runtime, and (opt-in)
-LiteRT's CompiledModel API on its CPU accelerator. A runtime that refuses the
+LiteRT's CompiledModel API on its CPU accelerator and (opt-in) aarch64 LiteRT with its default
+delegate on the emulated aarch64 board (`kit board arm64`), whose XNNPACK kernels are the ones phones and
+Pis run. A runtime that refuses the
 model is recorded with its own error message, never as a success; a LiteRT
 without the CompiledModel API is recorded as "not available on this LiteRT". The C++
 runtimes trust the flatbuffer, so each (artifact, runtime) pair is loaded and
 run over all samples in one child process with a time limit: a crash or a spin
-is recorded as that runtime's error instead of ending the kit.
+is recorded as that runtime's error instead of ending the kit. The aarch64 runtime runs in the board's own
+process (kit.convert.batch_predict under qemu-user) with the same limits.
 """
 from __future__ import annotations
 
+import json
+import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 
+from kit.convert import batch_predict
+from kit.convert.batch_predict import dequantize, quantize
+from kit.core.arm64_board import WRAPPER_NAME, find_board
 from kit.core.artifact import RuntimeCheck
-from kit.core.errors import ModelError
+from kit.core.errors import KitError, ModelError
 from kit.core.isolate import (
     DEFAULT_TIMEOUT_S,
     ChildException,
@@ -28,7 +38,12 @@ from kit.core.metrics import task_scores
 from kit.core.native import capture_native_output, runtime_messages
 from kit.core.vocab import DEFAULT_CHECK_RUNTIMES, RUNTIMES
 
-__all__ = ["DEFAULT_CHECK_RUNTIMES", "RUNTIMES", "RuntimeCheck", "check", "load_error", "predict", "score"]
+__all__ = ["DEFAULT_CHECK_RUNTIMES", "EVAL_RUNTIMES", "RUNTIMES", "RuntimeCheck", "aarch64_python", "check", "load_error",
+           "predict", "score"]
+
+#: the runtimes `kit eval` runs when none is named: every one of this machine but the emulated aarch64 board's,
+#: which is opt-in (emulation is slow)
+EVAL_RUNTIMES = tuple(r for r in RUNTIMES if r != "litert-aarch64")
 
 #: what the check calls on LiteRT's CompiledModel Python API (ai_edge_litert.compiled_model)
 _COMPILED_API = ("from_buffer", "get_signature_by_index", "get_input_tensor_details", "get_output_tensor_details",
@@ -81,10 +96,10 @@ class _CompiledRunner:
         self.out_buffers = self.cm.create_output_buffers(0)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        self.in_buffers[0].write(_quantize(x[None], self.inp).reshape(self.inp["shape"]))
+        self.in_buffers[0].write(quantize(x[None], self.inp).reshape(self.inp["shape"]))
         self.cm.run_by_index(0, self.in_buffers, self.out_buffers)
         y = self.out_buffers[self.out_at].read(int(np.prod(self.out["shape"])), self.out["dtype"])
-        return _dequantize(y, self.out).reshape(-1)
+        return dequantize(y, self.out).reshape(-1)
 
 
 def _detail(d: dict, info) -> dict:
@@ -97,7 +112,7 @@ def _detail(d: dict, info) -> dict:
     return {"dtype": np.dtype(d["dtype"]), "shape": list(d["shape"]), "quantization": (scale, zero_point)}
 
 
-class _Runner:
+class Runner:
     """Batch-1 inference with (de)quantization of int8/uint8 inputs and outputs."""
 
     def __init__(self, model: bytes, runtime: str):
@@ -124,7 +139,7 @@ class _Runner:
     def __call__(self, x: np.ndarray) -> np.ndarray:
         if self.runtime == "litert-compiled":
             return self.compiled(x)
-        q = _quantize(x[None], self.inp)
+        q = quantize(x[None], self.inp)
         if self.runtime == "tflm":
             self.it.set_input(q.reshape(self.inp["shape"]), 0)
             self.it.invoke()
@@ -133,34 +148,7 @@ class _Runner:
             self.it.set_tensor(self.inp["index"], q.reshape(self.inp["shape"]))
             self.it.invoke()
             y = self.it.get_tensor(self.out["index"])
-        return _dequantize(y, self.out).reshape(-1)
-
-
-def _qparams(detail: dict) -> tuple[float, int]:
-    qp = detail.get("quantization_parameters") or {}
-    scales = qp.get("scales", [])
-    zps = qp.get("zero_points", [])
-    if len(scales):
-        return float(scales[0]), int(zps[0]) if len(zps) else 0
-    scale, zp = detail.get("quantization", (0.0, 0))
-    return float(scale), int(zp)
-
-
-def _quantize(x: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return x.astype(dtype)
-    scale, zp = _qparams(detail)
-    info = np.iinfo(dtype)
-    return np.clip(np.round(x / scale + zp), info.min, info.max).astype(dtype)
-
-
-def _dequantize(y: np.ndarray, detail: dict) -> np.ndarray:
-    dtype = np.dtype(detail["dtype"])
-    if dtype.kind == "f":
-        return y.astype(np.float32)
-    scale, zp = _qparams(detail)
-    return ((y.astype(np.float32) - zp) * scale).astype(np.float32)
+        return dequantize(y, self.out).reshape(-1)
 
 
 #: samples between progress reports; each report restarts the child's time limit
@@ -175,7 +163,7 @@ def _load_and_run(model: bytes, runtime: str, x: np.ndarray | None) -> tuple[str
     t0 = time.perf_counter()
     try:
         with capture_native_output() as log:
-            run = _Runner(model, runtime)
+            run = Runner(model, runtime)
     except _Unavailable as e:
         return "load", str(e), None, 0.0
     except Exception as e:
@@ -196,8 +184,54 @@ def _load_and_run(model: bytes, runtime: str, x: np.ndarray | None) -> tuple[str
 
 def _isolated(model: bytes, runtime: str, x: np.ndarray | None, name: str,
               timeout_s: float) -> tuple[str, str | None, np.ndarray | None, float]:
+    if runtime == "litert-aarch64":
+        return _on_aarch64(model, x, name, timeout_s)
     return run_isolated(_load_and_run, (model, runtime, x), runtime=runtime, file=name, action="loading",
                         timeout_s=timeout_s)
+
+
+def aarch64_python() -> Path:
+    """The emulated aarch64 board's python; KitError naming how to build the board when there is none."""
+    board, why = find_board()
+    if board is None:
+        raise KitError(f"the runtime litert-aarch64 needs the emulated aarch64 board: {why}",
+                       "or drop litert-aarch64 from the recipe's [convert] targets")
+    return board / WRAPPER_NAME
+
+
+def _on_aarch64(model: bytes, x: np.ndarray | None, name: str,
+                timeout_s: float) -> tuple[str, str | None, np.ndarray | None, float]:
+    """`_load_and_run` on the emulated aarch64 board: batch_predict.py under its python, in a child process
+    that is killed after `timeout_s` per stretch of samples between progress reports (plus the emulator's
+    start); a crash is recorded with its exit status."""
+    python = aarch64_python()
+    batch = np.zeros((1, *np.shape(x)[1:]), np.float32) if x is None else np.asarray(x, np.float32)
+    limit = timeout_s * (2 + len(batch) // _PROGRESS_EVERY)
+    with tempfile.TemporaryDirectory(prefix="kit-aarch64-") as tmp:
+        folder = Path(tmp)
+        (folder / "model.tflite").write_bytes(model)
+        np.save(folder / "inputs.npy", batch)
+        command = [str(python), str(Path(batch_predict.__file__)), str(folder / "model.tflite"),
+                   str(folder / "inputs.npy"), str(folder / "outputs.npy")]
+        try:
+            proc = subprocess.run(command, capture_output=True, text=True, timeout=limit, check=False)
+        except subprocess.TimeoutExpired:
+            return "load", f"litert-aarch64 did not finish {name} within {limit:.0f} s (emulated)", None, 0.0
+        except OSError as e:
+            return "load", f"cannot start the aarch64 board's python {python}: {e}", None, 0.0
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+        try:
+            status = json.loads(lines[-1]) if lines else {}
+        except json.JSONDecodeError:
+            status = {}
+        if status.get("status") == "ok":
+            out = np.load(folder / "outputs.npy", allow_pickle=False)
+            return "ok", None, None if x is None else out, float(status.get("seconds", 0.0))
+        if status.get("status") in ("load", "run"):
+            return status["status"], str(status.get("error")), None, 0.0
+        tail = " ".join(runtime_messages(proc.stderr).split()[-40:]) or proc.stderr.strip()[-300:]
+        return "load", (f"litert-aarch64 ended with exit status {proc.returncode} on {name}"
+                        + (f": {tail}" if tail else "")), None, 0.0
 
 
 def load_error(model: bytes, runtime: str, name: str = "model.tflite",
@@ -245,6 +279,7 @@ def check(model: bytes, x: np.ndarray, y: np.ndarray | None, reference: np.ndarr
     `timeout_s` bounds loading and each stretch of samples between progress reports, not the whole run.
     """
     results = []
+    x86 = None  # LiteRT's outputs, which every other runtime's are compared with
     for rt in runtimes:
         try:
             status, error, out, seconds = _isolated(model, rt, x, name, timeout_s)
@@ -260,6 +295,14 @@ def check(model: bytes, x: np.ndarray, y: np.ndarray | None, reference: np.ndarr
             results.append(RuntimeCheck(rt, loads=False, error=f"loads but fails to run: {error}", task=task))
         else:
             results.append(score(rt, out, y, reference, seconds, task=task, x=x))
+            if rt == "litert":
+                x86 = out
+            elif x86 is not None and x86.shape == out.shape and len(out):
+                c = results[-1]
+                diff = float(np.max(np.abs(out.astype(np.float64) - x86)))
+                c.litert_max_diff = diff if np.isfinite(diff) else None
+                if task == "classification":
+                    c.litert_agreement = float(np.mean(out.argmax(axis=1) == x86.argmax(axis=1)))
     return results
 
 

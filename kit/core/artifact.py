@@ -99,6 +99,11 @@ class RuntimeCheck:
     auc: float | None = None  # autoencoder with 0/1 anomaly labels: ROC AUC of the per-sample reconstruction MSE
     auc_note: str | None = None  # why `auc` is absent although labels were given
     seconds: float | None = None
+    #: against LiteRT's own x86 run of the same artifact (the `litert` check), for the other runtimes: top-1
+    #: agreement (classifiers) and the largest output difference; where an architecture or an API computes
+    #: differently (aarch64 NEON/fp16 kernels, TFLM's reference kernels)
+    litert_agreement: float | None = None
+    litert_max_diff: float | None = None
     #: why the artifact must not be used on this runtime (set by the pipeline); None = runs correctly
     problem: str | None = None
 
@@ -108,16 +113,17 @@ class RuntimeCheck:
         return self.loads and not self.problem
 
     def to_dict(self) -> dict:
-        """Every field; the task's fields only where set, so a classifier's record reads as it did before tasks."""
-        return {k: v for k, v in asdict(self).items() if v is not None or k not in _TASK_FIELDS}
+        """Every field; the task's and the cross-runtime fields only where set, so a classifier's record reads as it
+        did before them."""
+        return {k: v for k, v in asdict(self).items() if v is not None or k not in _OPTIONAL_FIELDS}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "RuntimeCheck":
         return cls(**{k: v for k, v in d.items() if k in cls.__dataclass_fields__})
 
 
-#: RuntimeCheck fields added with tasks (kit.core.metrics), left out of its dict when unset
-_TASK_FIELDS = ("task", "mse", "cosine", "auc", "auc_note")
+#: RuntimeCheck fields added with tasks (kit.core.metrics) and cross-runtime comparison, left out of its dict when unset
+_OPTIONAL_FIELDS = ("task", "mse", "cosine", "auc", "auc_note", "litert_agreement", "litert_max_diff")
 
 
 def correct_runtimes(checks: Iterable[RuntimeCheck], exclude: Iterable[str] = ()) -> list[str]:

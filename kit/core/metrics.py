@@ -98,6 +98,11 @@ def resolve_task(declared: str | None, input_shape: tuple, output_shape: tuple, 
         return Task("classification", "detected: integer labels that index the outputs")
     if one_per_output and not _integer_labels(y):
         return Task("regression", "detected: one non-integer target per output")
+    if labels and _integer_labels(y) and n_out == 1:
+        raise DataError(f"{model} has 1 output, so top-1 of a classifier means nothing, and the labels are whole "
+                        f"numbers up to {int(np.max(y))}, which read as class indices rather than regression targets",
+                        "a classifier has one output per class; for a regression model declare --task regression "
+                        "(a recipe: [convert] task = \"regression\")")
     if labels and _integer_labels(y):
         outputs = f"{n_out} output{'' if n_out == 1 else 's'}" if n_out is not None else "outputs of unknown size"
         raise DataError(f"the data has labels up to {int(np.max(y))}, but {model} has {outputs}, and they are not "
@@ -115,8 +120,13 @@ def gate_metric_doc(task: str) -> str:
 
 
 def cosine(a: np.ndarray, b: np.ndarray) -> float:
-    """Mean over samples of the cosine similarity of two output rows (both all-zero: 1, one all-zero: 0)."""
+    """Mean over samples of the cosine similarity of two output rows (both all-zero: 1, one all-zero: 0).
+
+    A model with one output (a single regression target) has rows of one value, whose cosine is only the sign
+    agreement; there the similarity is that of the two output columns over all samples instead."""
     a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
+    if a.shape[1] == 1 and len(a):
+        a, b = a.T, b.T
     na, nb = np.linalg.norm(a, axis=1), np.linalg.norm(b, axis=1)
     dot = np.sum(a * b, axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -201,3 +211,24 @@ def describe_loss(metric: str, value: float, ref: float) -> str:
     if metric == "mse":
         return f"MSE {value:.4g} vs {ref:.4g}"
     return f"{'ROC AUC' if metric == 'auc' else 'top-1'} {value:.2%} vs {ref:.2%}"
+
+
+#: display names of the figures gate_figure returns
+FIGURE_NAMES = {"top1": "top-1", "auc": "ROC AUC", "mse": "MSE"}
+
+
+def describe_figure(metric: str, value: float | None) -> str:
+    """One figure with its name, as tables show it: `top-1 91.20%`, `ROC AUC 0.912`, `MSE 0.0123`."""
+    name = FIGURE_NAMES.get(metric, metric)
+    if value is None:
+        return f"{name} -"
+    if metric == "top1":
+        return f"{name} {value:.2%}"
+    if metric == "auc":
+        return f"{name} {value:.3f}"
+    return f"{name} {value:.4g}"
+
+
+def higher_is_better(metric: str) -> bool:
+    """top-1 and ROC AUC grow with quality; an error (MSE) shrinks."""
+    return metric != "mse"

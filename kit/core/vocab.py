@@ -12,8 +12,9 @@ from kit.core.errors import KitError
 
 #: runtimes an artifact can be checked on, in order of preference: LiteRT's Interpreter API with its default
 #: delegate (XNNPACK), LiteRT's built-in kernels only, TensorFlow Lite Micro's Python runtime, and LiteRT's
-#: CompiledModel API on its CPU accelerator (XNNPACK behind the newer API; on LiteRT wheels that ship it)
-RUNTIMES = ("litert", "litert-builtin", "tflm", "litert-compiled")
+#: CompiledModel API on its CPU accelerator (XNNPACK behind the newer API; on LiteRT wheels that ship it), and
+#: aarch64 LiteRT with its default delegate on the emulated aarch64 board (the NEON/fp16 kernels phones run)
+RUNTIMES = ("litert", "litert-builtin", "tflm", "litert-compiled", "litert-aarch64")
 #: the runtimes `kit compress` checks every artifact on; a recipe's [convert] targets add the others
 DEFAULT_CHECK_RUNTIMES = ("litert", "litert-builtin", "tflm")
 
@@ -30,7 +31,8 @@ COMPILED = ("edgetpu", "tflm")
 DELEGATES = ("default", "none", "xnnpack", "gpu", "nnapi", "edgetpu")
 #: the target delegate that runs a model the way a pipeline runtime checked it (TFLM is not profiled by a target;
 #: the CompiledModel's CPU accelerator runs XNNPACK, the default delegate's kernels)
-DELEGATE_OF_RUNTIME = {"litert": "default", "litert-builtin": "none", "litert-compiled": "default"}
+DELEGATE_OF_RUNTIME = {"litert": "default", "litert-builtin": "none", "litert-compiled": "default",
+                       "litert-aarch64": "default"}
 
 #: recipe `quantize.mode` values, and the precision of the artifacts each one makes
 QUANTIZE_MODES = ("none", "dynamic", "float16", "int8", "qat")

@@ -3,6 +3,8 @@
 Every artifact is identified by its sha256 and carries what selection and
 export need: format (which runtimes load it), size, accuracy and where that
 figure came from, the recipe that made it, and its input/output specs.
+A model that is not a classifier has no accuracy: it carries its task's own
+figure instead (MSE, or ROC AUC with anomaly labels; kit.core.metrics).
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.core.artifact import ArtifactRecord, Format, first_correct, sha256_of
+from kit.core.metrics import describe_figure, gate_figure
 from kit.core.tflite_file import TFLiteInfo, read_tflite
 from kit.pipeline.manifest import entry_checks, entry_format, entry_path
 
@@ -29,6 +32,30 @@ class ArtifactEntry(ArtifactRecord):
     host_checks: dict[str, str | None] = field(default_factory=dict)
     #: set by `unique_labels` when another artifact of the run has the same model/recipe/name
     label_suffix: str | None = None
+    #: what the model computes (kit.core.metrics.TASKS); None: a classifier, or not known (a given file)
+    task: str | None = None
+    #: a non-classifier's figure in place of accuracy: "mse" or "auc" (kit.core.metrics.gate_figure), its value
+    figure: str | None = None
+    figure_value: float | None = None
+
+    @property
+    def classifier(self) -> bool:
+        return self.task in (None, "classification")
+
+    def score(self) -> tuple[str, float] | None:
+        """(metric, value) that scores the artifact: top-1 for a classifier, else its task's figure; None: none."""
+        if self.classifier:
+            return None if self.accuracy is None else ("top1", self.accuracy)
+        return None if self.figure is None or self.figure_value is None else (self.figure, self.figure_value)
+
+    def score_text(self) -> str:
+        """`accuracy 91.20%` for a classifier (`accuracy -` unknown), else the task's figure by name
+        (`MSE 0.0123`, `ROC AUC 0.912`): never a top-1 for a model that has none."""
+        if self.classifier:
+            return "accuracy -" if self.accuracy is None else f"accuracy {self.accuracy:.2%}"
+        if self.figure is None:
+            return f"{self.task}: no figure"
+        return describe_figure(self.figure, self.figure_value)
 
     def host_problem(self, runtime: str) -> str | None:
         """Why the host check says the artifact must not run on `runtime`; None if fine or not checked."""
@@ -107,24 +134,32 @@ def from_file(path: str | Path, name: str | None = None, format: Format | None =
 
 
 def from_manifest(manifest: dict[str, Any], out_dir: Path, model: str) -> list[ArtifactEntry]:
-    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress.compress` run.
+    """The shipped artifacts (and the float32 baseline) of one `kit.pipeline.compress.compress` run, and those
+    only the host's frontier set aside: correct and within the accuracy gate, but beaten on this host's latency
+    and size, which a device's own measurement may overturn.
 
     Paths are resolved here, against `out_dir`: the manifest is never rewritten.
     """
     recipe = manifest["recipe"]["name"]
     text = manifest.get("recipe_source") or ""
     recipe_sha = sha256_of(text.encode())
+    task = (manifest.get("task") or {}).get("name", "classification")  # manifests before tasks: classifiers
+    dominated = set(((manifest.get("frontier") or {}).get("dominated") or {}))
     entries = []
     for a in [manifest["baseline"], *manifest["artifacts"]]:
         path = entry_path(a, out_dir)
-        if not a["shipped"] or path is None:
+        if not (a["shipped"] or a["name"] in dominated) or path is None:
             continue
         checks = entry_checks(a)
         ran = first_correct(checks)
-        accuracy = None if ran is None else ran.top1
+        figure = None if ran is None else gate_figure(task, ran.to_dict())
+        accuracy = figure[1] if figure is not None and task == "classification" else None
         source = None if accuracy is None else f"top-1 on the test split, {ran.runtime} on the host"
         entry = from_file(path, name=a["name"], format=entry_format(a), accuracy=accuracy, model=model,
                           accuracy_source=source)
+        if task != "classification":
+            entry.task = task
+            entry.figure, entry.figure_value = figure if figure is not None else (None, None)
         if not a["name"].startswith("baseline"):
             entry.recipe, entry.recipe_sha256, entry.recipe_text = recipe, recipe_sha, text
         entry.host_checks = {c.runtime: c.problem for c in checks}

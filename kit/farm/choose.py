@@ -3,7 +3,8 @@
 An artifact's figures for a class are its worst over the class's devices
 (latency: the highest median; RAM: the highest peak), because an app ships one
 model to every device of the class. Flash is the model file's size; accuracy
-is the pipeline's host figure (or the one given in pipeline.toml). A figure
+is the pipeline's host figure (or the one given in pipeline.toml); a model that is
+not a classifier is ranked by its task's figure instead (lower MSE, higher ROC AUC). A figure
 that is missing fails the constraint that needs it: nothing is assumed. Among
 the artifacts that pass, the pipeline's `objective` decides: accuracy (then
 latency, then size), latency (then accuracy, size) or size (then latency,
@@ -12,9 +13,11 @@ are used but flagged.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from kit.core.metrics import higher_is_better
 from kit.farm.artifacts import ArtifactEntry
 from kit.farm.rundata import RunData
 
@@ -41,6 +44,8 @@ class Candidate:
     def to_dict(self) -> dict[str, Any]:
         return {"artifact": self.artifact.sha256, "name": self.artifact.name, "label": self.artifact.label,
                 "fmt": self.artifact.format.name, "bytes": self.artifact.bytes, "accuracy": self.artifact.accuracy,
+                "task": self.artifact.task or "classification", "figure": self.artifact.figure,
+                "figure_value": self.artifact.figure_value,
                 "latency_us": self.latency_us, "latency_device": self.latency_device, "ram_bytes": self.ram_bytes,
                 "energy_uj": self.energy_uj, "estimate": self.estimate,
                 "measured_latency_us": self.measured_latency_us, "estimated_latency_us": self.estimated_latency_us,
@@ -131,7 +136,10 @@ def _candidate(run: RunData, artifact: ArtifactEntry, devices: list[str], limits
         elif c.ram_bytes > limits["max_ram_bytes"]:
             c.problems.append(f"RAM {c.ram_bytes:,} B > {limits['max_ram_bytes']:,} B")
     if limits.get("min_accuracy") is not None:
-        if artifact.accuracy is None:
+        if not artifact.classifier:
+            c.problems.append(f"min_accuracy is a classifier's top-1, and this {artifact.task} model has none "
+                              f"({artifact.score_text()})")
+        elif artifact.accuracy is None:
             c.problems.append("accuracy unknown (give it in [[artifact]] or compress with labelled data)")
         elif artifact.accuracy < limits["min_accuracy"]:
             c.problems.append(f"accuracy {artifact.accuracy:.2%} < {limits['min_accuracy']:.2%}")
@@ -159,9 +167,18 @@ def _latency(m: dict[str, Any]) -> float:
     return m["latency_median_us"] if m["latency_median_us"] is not None else m["latency_mean_us"]
 
 
+def _quality(a: ArtifactEntry) -> float:
+    """Smaller is better: minus top-1 (or ROC AUC), an MSE as it is; unknown last. Compares artifacts of one
+    task (a class's artifacts normally come from one model)."""
+    score = a.score()
+    if score is None:
+        return math.inf
+    return -score[1] if higher_is_better(score[0]) else score[1]
+
+
 def _rank(objective: str):
     def key(c: Candidate) -> tuple:
-        acc = -(c.artifact.accuracy if c.artifact.accuracy is not None else -1.0)
+        acc = _quality(c.artifact)
         order = {"accuracy": (acc, c.latency_us, c.artifact.bytes),
                  "latency": (c.latency_us, acc, c.artifact.bytes),
                  "size": (c.artifact.bytes, c.latency_us, acc)}

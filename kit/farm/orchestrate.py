@@ -83,7 +83,9 @@ def _run_locked(spec: PipelineSpec, devices: list[Device], log: Callable[[str], 
     with ResultsStore(spec.store) as store:
         for a in artifacts:
             store.add_artifact(a.sha256, a.name, a.format.name, a.bytes, a.path, a.model, a.recipe, a.accuracy,
-                               a.accuracy_source, {"label": a.label, "recipe_sha256": a.recipe_sha256})
+                               a.accuracy_source, {"label": a.label, "recipe_sha256": a.recipe_sha256,
+                                                   **({} if a.classifier else {"task": a.task, "figure": a.figure,
+                                                                               "figure_value": a.figure_value})})
         write_plan(spec.out, _plan(spec, devices, artifacts, jobs, not_planned))
         done = store.done()
         todo = [j for j in jobs if not any(j.key(d) in done for d in j.devices)]

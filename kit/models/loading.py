@@ -30,6 +30,8 @@ def load_model(path: str | Path):
                          "use `kit inspect` or `kit eval` for .tflite files")
     else:
         raise ModelError(f"unknown model format {p.suffix!r} for {p}", "use .h5, .keras or a SavedModel folder")
+    import kit.models.layers  # noqa: F401  (registers the layers the kit's surgery adds)
+
     try:
         model = keras.models.load_model(p, compile=False)
     except Exception as e:

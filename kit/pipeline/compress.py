@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from kit.convert.artifacts import Artifact, build_artifact
+from kit.convert.check import aarch64_python
 from kit.convert.converter import ArtifactSpec
 from kit.core.errors import DataError, KitError
 from kit.core.metrics import Task, resolve_task
@@ -69,12 +70,15 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
     timings: dict[str, float] = {}
     t_start = time.perf_counter()
     recipe = recipe if isinstance(recipe, Recipe) else load_recipe(recipe)
+    if "litert-aarch64" in recipe.convert.targets:
+        aarch64_python()  # no board: refused before any training, with how to build one
     dataset = data if isinstance(data, Dataset) else load_data(data, seed=recipe.seed)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     _seed(recipe.seed)
 
-    resolved = resolve_model(model, dataset, seed=recipe.seed, epochs=teacher_epochs, name=model_name, log=log)
+    resolved = resolve_model(model, dataset, seed=recipe.seed, epochs=teacher_epochs, name=model_name, log=log,
+                             task=task if task not in (None, "auto") else recipe.convert.task)
     model, model_name = resolved.model, resolved.name
     if resolved.trained_seconds is not None:
         timings["baseline_training"] = resolved.trained_seconds
@@ -123,14 +127,17 @@ def _task(declared: str | None, recipe: Recipe, model, dataset: Dataset, name: s
     return resolve_task(chosen, tuple(model.input_shape[1:]), tuple(model.output_shape[1:]), dataset.y_test, name)
 
 
-#: steps that train the model on the labels with a classifier's loss (cross-entropy, distillation of class scores)
-_TRAINING = ("layer_prune", "structured", "regularize", "prune", "finetune")
+#: steps that train the model on the labels with a classifier's loss (cross-entropy, distillation of class scores);
+#: [finetune] and [prune]'s magnitude schedule train with the task's own loss (kit.techniques.finetune)
+_TRAINING = ("layer_prune", "structured", "regularize")
 
 
 def _refuse_training(recipe: Recipe, task: str) -> None:
-    """The fine-tunes train classifiers: an autoencoder or regression model trained towards class labels stops
+    """Most fine-tunes train classifiers: an autoencoder or regression model trained towards class labels stops
     computing what it did, so such a recipe is refused before anything is trained."""
     steps = [s for s in _TRAINING if getattr(recipe, s) is not None]
+    if recipe.prune is not None and recipe.prune.method != "magnitude":
+        steps.append(f"prune.method {recipe.prune.method}")
     if recipe.lowrank is not None and (recipe.finetune is not None or recipe.lowrank.epochs):
         steps.append("lowrank")
     if recipe.cluster is not None and recipe.cluster.epochs:
@@ -141,9 +148,9 @@ def _refuse_training(recipe: Recipe, task: str) -> None:
         article = "an" if task[0] in "aeiou" else "a"
         raise KitError(f"recipe {recipe.name!r} trains the model ({', '.join(f'[{s}]' for s in steps)}) with a "
                        f"classifier's loss on the labels, which would undo {article} {task} model",
-                       "compress it after training: a recipe with [quantize] (e.g. mode = [\"none\", \"int8\"]), "
-                       "[convert] and optionally [cluster] with epochs = 0; or declare --task classification if "
-                       "the model is a classifier")
+                       "prune it with [prune] method = \"magnitude\" and [finetune] (they train on the task's "
+                       "MSE), or compress it after training with [quantize] and [convert]; or declare --task "
+                       "classification if the model is a classifier")
 
 
 def _check_classes(model, dataset: Dataset) -> None:

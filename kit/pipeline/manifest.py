@@ -5,7 +5,11 @@ far: version 1 added `schema_version`, each artifact's `format` name and the
 optional `budget` section; manifests without a version are read as before.
 `task` (what the model computes and how that was settled) and `keras_scores`
 (the task's Keras figures) were added within version 1: a manifest without
-them is a classifier's, scored by top-1.
+them is a classifier's, scored by top-1. So were each artifact's `latency`
+(median µs and method, on the first target runtime), `latency_note` and
+`default`, and the `frontier` section (objective, default and why, who
+dominates each candidate that does not ship; kit.convert.frontier): absent,
+the run shipped by bytes alone.
 """
 from __future__ import annotations
 
@@ -43,7 +47,7 @@ def library_versions() -> dict[str, str | None]:
     return out
 
 
-def write_manifest(r: "RunResult", model_name: str, budget: dict[str, Any] | None = None) -> Path:
+def write_manifest(r: RunResult, model_name: str, budget: dict[str, Any] | None = None) -> Path:
     """Write the run's manifest; `budget` is the budget search's section, for its final run."""
     manifest = {
         "schema_version": SCHEMA_VERSION,
@@ -64,6 +68,9 @@ def write_manifest(r: "RunResult", model_name: str, budget: dict[str, Any] | Non
         "seconds": {k: round(v, 2) for k, v in r.seconds.items()},
         "versions": library_versions(),
     }
+    convert = getattr(r, "steps", {}).get("convert")
+    if getattr(convert, "frontier", None) is not None:
+        manifest["frontier"] = convert.frontier.to_dict()
     if budget is not None:
         manifest["budget"] = budget
     path = r.out_dir / MANIFEST

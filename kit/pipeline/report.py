@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kit.convert.frontier import LATENCY_TIE, LATENCY_TIE_US
 from kit.core.tables import format_table
 
 
@@ -17,6 +18,12 @@ def _classifier(result) -> bool:
 
 def _has_auc(result) -> bool:
     return any(c.auc is not None for a in [result.baseline, *result.artifacts] for c in a.checks)
+
+
+def split_of(result) -> str:
+    """`test split, 2,000 samples`: where the run's figures were measured (the samples every check scored)."""
+    samples = next((c.samples for c in result.baseline.checks if c.loads and c.samples), None)
+    return "test split" + ("" if samples is None else f", {samples:,} samples")
 
 
 def comparison_rows(result) -> list[list]:
@@ -43,15 +50,16 @@ def comparison_rows(result) -> list[list]:
     return rows
 
 
-COMPARISON_HEADERS = ["artifact", "shipped", "bytes", "gzip", "vs float32", "top-1", "agree", "runs correctly on"]
+COMPARISON_HEADERS = ["artifact", "shipped", "bytes", "gzip", "vs float32", "top-1 (test split)", "agree",
+                      "runs correctly on"]
 
 
 def comparison_headers(result) -> list[str]:
     """COMPARISON_HEADERS for a classifier; MSE, cosine (and ROC AUC with anomaly labels) for the other tasks."""
     if _classifier(result):
         return COMPARISON_HEADERS
-    return [*COMPARISON_HEADERS[:5], "mse", "cosine", *(["roc auc"] if _has_auc(result) else []),
-            "runs correctly on"]
+    return [*COMPARISON_HEADERS[:5], "mse (test split)", "cosine", *(["roc auc (test split)"] if _has_auc(result)
+                                                                      else []), "runs correctly on"]
 
 
 @dataclass
@@ -65,12 +73,14 @@ class ReportInput:
 
 
 def _artifacts(r: ReportInput) -> str:
+    split = split_of(r.result)
     if _classifier(r.result):
-        note = "`agree` = top-1 agreement with the Keras model that was converted, on LiteRT."
+        note = (f"`top-1 (test split)` = on the {split}, on the first runtime that runs the artifact correctly; "
+                "`agree` = top-1 agreement with the Keras model that was converted, on LiteRT, on the same split.")
     else:
         note = (f"Task: {r.result.task.name} ({r.result.task.how}). " + _TASK_NOTES[r.result.task.name]
                 + " `cosine` = mean cosine similarity of the outputs with the Keras model that was converted, "
-                  "on LiteRT.")
+                  f"on LiteRT. Every figure on the {split}.")
     return "\n".join(["## Artifacts", "", format_table(comparison_headers(r.result), comparison_rows(r.result),
                                                        markdown=True), "", note, ""])
 
@@ -91,9 +101,65 @@ def _per_runtime(r: ReportInput) -> str:
                        [c.mse, c.cosine, _pct(c.auc) if c.auc is not None else c.auc_note])
             rows.append([a.name, c.runtime, "yes" if c.loads else "no", *figures, c.max_abs_error,
                          (c.problem or "")[:140]])
-    names = ["top-1", "top-5", "agree"] if classifier else ["mse", "cosine", "roc auc"]
+    names = (["top-1 (test split)", "top-5 (test split)", "agree"] if classifier
+             else ["mse (test split)", "cosine", "roc auc (test split)"])
     return "\n".join(["## Per runtime", "", format_table(["artifact", "runtime", "loads", *names, "max abs err",
-                                                         "problem"], rows, markdown=True), ""])
+                                                         "problem"], rows, markdown=True), "",
+                      f"Every figure on the {split_of(r.result)}.", ""])
+
+
+def _frontier(r: ReportInput) -> str:
+    """The candidates (correct on the targets, within the gate) on the four axes, what ships and the default."""
+    convert = r.result.steps.get("convert") if hasattr(r.result, "steps") else None
+    decision = getattr(convert, "frontier", None)
+    timed = [a for a in r.result.artifacts if a.latency_us is not None or a.latency_note]
+    if decision is None or not timed:
+        return ""
+    classifier = _classifier(r.result)
+    rows = []
+    for a in timed:
+        state = ("default" if a.default else "yes") if a.shipped else "no"
+        rows.append([a.name, a.bytes, a.gzip_bytes,
+                     round(a.latency_us, 2) if a.latency_us is not None else a.latency_note,
+                     _pct(a.accuracy) if classifier else a.figures, state, "" if a.shipped else a.reason])
+    figure = "top-1 (test split)" if classifier else "figures (test split)"
+    lines = ["## Frontier", "",
+             ("What ships is every artifact no other one beats at once on bytes on disk, gzip bytes, median latency "
+              f"and the task's figure; latencies within {LATENCY_TIE:.0%} or {LATENCY_TIE_US:g} µs of each other "
+              "count as equal (timing noise)."), "",
+             format_table(["artifact", "bytes", "gzip", "median us", figure, "shipped", "why not"], rows,
+                          markdown=True), "",
+             (f"Latency: {decision.latency_method or 'not measured'}. Figures on the {split_of(r.result)}, on "
+              "the first runtime that runs each artifact correctly."), ""]
+    if decision.default:
+        lines += [f"Default: `{decision.default}` ({decision.why_default}).", ""]
+    return "\n".join(lines)
+
+
+def _runtime_differences(r: ReportInput) -> str:
+    """Where a runtime computes or accepts differently from LiteRT on x86: another architecture's kernels
+    (litert-aarch64: NEON, native fp16), another API or another kernel set; every aarch64 check is listed."""
+    lines = []
+    for a in [r.result.baseline, *r.result.artifacts]:
+        x86 = a.check_on("litert")
+        for c in a.checks:
+            if c.runtime == "litert" or x86 is None:
+                continue
+            if c.loads != x86.loads:
+                refused = f"refused ({(c.error or '')[:160]}), where x86 LiteRT loads it"
+                lines.append(f"- `{a.name}` on {c.runtime}: "
+                             + ("loads, where x86 LiteRT refuses it" if c.loads else refused))
+            elif c.loads and (c.runtime == "litert-aarch64" or (c.litert_agreement or 1.0) < 1.0):
+                agree = "" if c.litert_agreement is None else f"top-1 agreement {_pct(c.litert_agreement)}, "
+                diff = "-" if c.litert_max_diff is None else f"{c.litert_max_diff:.3g}"
+                lines.append(f"- `{a.name}` on {c.runtime}: {agree}largest output difference {diff}")
+            elif c.runtime == "litert-aarch64":
+                lines.append(f"- `{a.name}` on {c.runtime}: refused on both ({(c.error or '')[:160]})")
+    if not lines:
+        return ""
+    intro = ("The same artifact on the other runtimes, compared with LiteRT's default delegate on this x86 host "
+             "(outputs, not the Keras model).")
+    return "\n".join(["## Against LiteRT on x86", "", intro, "", *lines, ""])
 
 
 def _not_shipped(r: ReportInput) -> str:
@@ -102,15 +168,21 @@ def _not_shipped(r: ReportInput) -> str:
 
 
 def _keras_accuracy(r: ReportInput) -> str:
+    split = split_of(r.result)
+    subset = (r.result.metrics or {}).get("samples")
+    samples = next((c.samples for c in r.result.baseline.checks if c.loads and c.samples), None)
+    note = ([f"The Metrics section scores the first {subset:,} of these samples, so its figures differ.", ""]
+            if subset and samples and subset < samples else [])
     if _classifier(r.result):
-        return "\n".join(["## Keras accuracy", ""]
-                         + [f"- {k}: {_pct(v)}" for k, v in r.result.keras_accuracy.items()] + [""])
-    lines = ["## Keras figures", ""]
+        return "\n".join([f"## Keras accuracy ({split})", ""]
+                         + [f"- {k}: top-1 {_pct(v)} ({split})" for k, v in r.result.keras_accuracy.items()]
+                         + ["", *note])
+    lines = [f"## Keras figures ({split})", ""]
     for label, scores in r.result.keras_scores.items():
         parts = [f"MSE {scores['mse']:.4g}" if scores.get("mse") is not None else None,
                  f"ROC AUC {_pct(scores['auc'])}" if scores.get("auc") is not None else scores.get("auc_note")]
         lines.append(f"- {label}: " + ("; ".join(p for p in parts if p) or "no figure (no targets)"))
-    return "\n".join([*lines, ""])
+    return "\n".join([*lines, "", *note])
 
 
 def _sparsity(r: ReportInput) -> str:
@@ -151,7 +223,8 @@ def _pruned(r: ReportInput) -> str:
 
 #: report.md, top to bottom: a section is a function of the ReportInput returning Markdown ("" = nothing to say)
 SECTIONS: list[Callable[[ReportInput], str]] = [
-    _artifacts, _per_runtime, _not_shipped, _keras_accuracy, _sparsity, _plots, _time, _steps, _pruned,
+    _artifacts, _frontier, _per_runtime, _runtime_differences, _not_shipped, _keras_accuracy, _sparsity, _plots,
+    _time, _steps, _pruned,
 ]
 
 
@@ -187,7 +260,8 @@ def _plot_schedule(result, path: Path) -> bool:
     if any(s is not None for s in h.sparsity):
         ax.plot(h.epoch, [s or 0 for s in h.sparsity], "o-", color="tab:red", label="sparsity (masks)")
     if any(v is not None for v in h.val_accuracy):
-        ax.plot(h.epoch, [v or 0 for v in h.val_accuracy], "s-", color="tab:blue", label="validation accuracy")
+        ax.plot(h.epoch, [v or 0 for v in h.val_accuracy], "s-", color="tab:blue",
+                label="accuracy on the fine-tune's validation split")
     ax.set_xlabel("epoch")
     ax.set_ylim(0, 1.02)
     ax.grid(alpha=0.3)

@@ -2,7 +2,7 @@
 
 Sections: the winner per device class and why; per-device latency
 distributions (min, median, p90, p99, max of each measurement); per class,
-size vs latency and accuracy vs latency with the Pareto front; energy where a
+size vs latency and accuracy (a non-classifier: its MSE or ROC AUC) vs latency with the Pareto front; energy where a
 device measured it; every measurement; failures with their causes, one entry
 per device and cause. Figures from an estimate (a modelled clock, an energy
 model) are drawn hollow and dashed and badged "estimate"; measured ones are
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterable
 
+from kit.core.metrics import FIGURE_NAMES, higher_is_better
 from kit.farm.rundata import MEMORY_KINDS, RunData, memory_kind
 from kit.farm.choose import ClassChoice, choose
 
@@ -155,7 +156,7 @@ def _winners(choices: list[ClassChoice]) -> str:
         if c.winner:
             w = c.winner
             result = (f"<span class='ok'>{e(w.artifact.label)}</span> ({e(w.artifact.format.name)}, "
-                      f"{w.artifact.bytes:,} B, {_latencies(w)}, accuracy {_pct(w.artifact.accuracy)})")
+                      f"{w.artifact.bytes:,} B, {_latencies(w)}, {e(w.artifact.score_text())})")
         else:
             result = (f"<span class='none'>none</span>: "
                       f"{e(c.why_none if not c.candidates else 'no artifact meets the constraints (see why, right)')}")
@@ -195,10 +196,19 @@ def _class_plots(choice: ClassChoice, colors: dict[str, str]) -> str:
                 for c in measured for ms, est, chosen in _latency_points(c)]
     out = [f"<h3>{e(choice.device_class)}</h3><div class='plots'>",
            _scatter_svg(size_pts, "model size (KiB)", "latency (ms)", choice.winner, colors)]
-    acc_pts = [(c.artifact.accuracy * 100, ms, c, c in front and not (est and on_device), est, chosen)
-               for c in measured if c.artifact.accuracy is not None for ms, est, chosen in _latency_points(c)]
-    if acc_pts:
-        out.append(_scatter_svg(acc_pts, "accuracy (%)", "latency (ms)", choice.winner, colors, log_x=False))
+    scored = [c for c in measured if c.artifact.score() is not None]
+    metrics = sorted({c.artifact.score()[0] for c in scored})
+    if len(metrics) == 1:  # one figure for all (top-1, or a non-classifier's MSE or ROC AUC): plotted with its name
+        metric = metrics[0]
+        scale = 100.0 if metric == "top1" else 1.0
+        fig_pts = [(c.artifact.score()[1] * scale, ms, c, c in front and not (est and on_device), est, chosen)
+                   for c in scored for ms, est, chosen in _latency_points(c)]
+        x_label = "accuracy (%)" if metric == "top1" else FIGURE_NAMES[metric] + (" (lower is better)"
+                                                                                  if metric == "mse" else "")
+        out.append(_scatter_svg(fig_pts, x_label, "latency (ms)", choice.winner, colors, log_x=False))
+    elif metrics:
+        out.append(f"<p class='note'>no accuracy plot: the artifacts are scored by different figures "
+                   f"({e(', '.join(FIGURE_NAMES[m] for m in metrics))})</p>")
     else:
         out.append("<p class='note'>no accuracy figures: the artifacts were given without one</p>")
     out.append("</div>")
@@ -246,7 +256,7 @@ def _measurements(run: RunData) -> str:
                  for k in ("latency_median_us", "latency_p90_us", "latency_p99_us", "latency_mean_us")]
         rows.append(
             f"<tr><td>{e(a.label)}</td><td>{e(a.format.name)}</td><td class='num' data-v='{a.bytes}'>{a.bytes:,}</td>"
-            f"<td class='num'>{_pct(a.accuracy)}</td><td>{e(m['device'])}</td><td>{e(m['device_class'] or '')}</td>"
+            f"{_figure_cell(a)}<td>{e(m['device'])}</td><td>{e(m['device_class'] or '')}</td>"
             + "".join(cells)
             + f"<td class='num'>{_num(m['init_us'])}</td>"
             + "".join(_memory_cell(m, k) for k in kinds) +
@@ -254,7 +264,8 @@ def _measurements(run: RunData) -> str:
             f"<td class='num'>{m['seconds']:.1f}</td></tr>")
     memory_note = "".join(f" <b>{e(MEMORY_KINDS[k][0])}</b>: {e(MEMORY_KINDS[k][1])}." for k in kinds)
     return ("<h2>All measurements</h2><p class='note'>Click a column to sort. Latencies in µs." + memory_note
-            + "</p><table class='sortable'><thead><tr><th>artifact</th><th>format</th><th>bytes</th><th>accuracy</th>"
+            + "</p><table class='sortable'><thead><tr><th>artifact</th><th>format</th><th>bytes</th>"
+            f"<th>{_figure_header(run)}</th>"
             "<th>device</th><th>class</th><th>median</th><th>p90</th><th>p99</th><th>mean</th><th>init</th>"
             + "".join(f"<th>{e(MEMORY_KINDS[k][0])}</th>" for k in kinds)
             + "<th>kind</th><th>job s</th></tr></thead><tbody>" + "".join(rows) + "</tbody></table>")
@@ -380,8 +391,7 @@ def _scatter_svg(points: list[tuple[float, float, Any, bool, bool, bool]], x_lab
         shape = (f"<rect x='{cx - 4.5:.1f}' y='{cy - 4.5:.1f}' width='9' height='9' transform='rotate(45 {cx:.1f} "
                  f"{cy:.1f})'" if est else f"<circle cx='{cx:.1f}' cy='{cy:.1f}' r='5'")
         kind = "estimate" if est else "measured"
-        tip = (f"{cand.artifact.label}: {cand.artifact.bytes:,} B, {kind} {_ms(py * 1000)}, accuracy "
-               f"{_pct(cand.artifact.accuracy)}")
+        tip = f"{cand.artifact.label}: {cand.artifact.bytes:,} B, {kind} {_ms(py * 1000)}, {cand.artifact.score_text()}"
         out.append(f"{shape} fill='{fill}' stroke='{color}' stroke-width='2'{dash} data-kind='{kind}'>"
                    f"<title>{html.escape(tip)}</title>{'</rect>' if est else '</circle>'}")
         if est:
@@ -421,10 +431,19 @@ def _text_lines(x: float, y: float, lines: list[str], anchor: str) -> str:
     return f"<text x='{x:.1f}' y='{y:.1f}' text-anchor='{anchor}'>{spans}</text>"
 
 
+def _signed_score(a) -> float:
+    """The artifact's figure with higher = better (minus an MSE); unknown: lowest."""
+    score = a.score()
+    if score is None:
+        return -math.inf
+    return score[1] if higher_is_better(score[0]) else -score[1]
+
+
 def _pareto(cands: list, latency: Callable[[Any], float] = lambda c: c.latency_us) -> list:
-    """Non-dominated on (size smaller, latency lower, accuracy higher; unknown accuracy counts as lowest)."""
+    """Non-dominated on (size smaller, latency lower, figure better: top-1 or ROC AUC higher, MSE lower;
+    an unknown figure counts as the worst)."""
     def acc(c) -> float:
-        return c.artifact.accuracy if c.artifact.accuracy is not None else -1.0
+        return _signed_score(c.artifact)
 
     front = []
     for c in cands:
@@ -511,6 +530,21 @@ def _badge_measured() -> str:
 
 def _ms(us: float | None) -> str:
     return "-" if us is None else f"{us / 1000:.3g} ms"
+
+
+def _figure_cell(a) -> str:
+    """A classifier's top-1 as a percentage; another model's task figure with its name (`MSE 0.0123`), sorted
+    by its value."""
+    if a.classifier:
+        return f"<td class='num'>{_pct(a.accuracy)}</td>"
+    score = a.score()
+    value = "" if score is None else f" data-v='{score[1]:.6g}'"
+    return f"<td class='num'{value}>{html.escape(a.score_text())}</td>"
+
+
+def _figure_header(run: RunData) -> str:
+    """`accuracy` when every artifact is a classifier; `accuracy / figure` when some carry their task's figure."""
+    return "accuracy" if all(a.classifier for a in run.artifacts.values()) else "accuracy / figure"
 
 
 def _pct(x: float | None) -> str:

@@ -587,7 +587,8 @@ def _resolve_model(model, model_name, dataset: Dataset, val_fraction: float, rec
     from kit.models import resolve_model
 
     resolved = resolve_model(model, dataset, seed=recipe.seed, epochs=teacher_epochs, name=model_name,
-                             train_split=lambda d: split_validation(d, val_fraction).train, log=log)
+                             train_split=lambda d: split_validation(d, val_fraction).train, log=log,
+                             classifier_only="the budget search chooses per-layer sparsity by top-1")
     return resolved.model, resolved.name, dataset.fit_to(resolved.model.input_shape[1:])
 
 

@@ -1,5 +1,6 @@
 """[finetune]: training after the model changed — with [prune] it is the pruning schedule's training, after
-[structured] the recovery; optionally distilled from the original model and over shifted image copies."""
+[structured] the recovery; optionally distilled from the original model and over shifted image copies. The loss is
+the task's (kit.techniques.finetune): cross-entropy for a classifier, MSE for an autoencoder or regression model."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -56,7 +57,7 @@ def run(ctx: StepContext) -> FinetuneResult | None:
     ctx.log(f"fine-tune: {ft.epochs} epochs"
             + (f" over the images and {aug.copies} copies shifted up to {aug.shift} px" if aug else ""))
     ctx.model = private_copy(ctx.model)
-    ctx.history = fit(ctx.model, ctx.dataset.x_train, ctx.dataset.y_train, ft, teacher=ctx.teacher)
+    ctx.history = fit(ctx.model, ctx.dataset.x_train, ctx.dataset.y_train, ft, teacher=ctx.teacher, task=ctx.task)
     ctx.finetuned = True
     return FinetuneResult(ft.epochs)
 

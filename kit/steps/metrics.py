@@ -60,7 +60,7 @@ def run(ctx: StepContext) -> MetricsResult:
     classes = ref.reshape(len(ref), -1).shape[1]
     m: dict[str, Any] = {
         "before": before.to_dict(), "after": after.to_dict(), "pruning_rate": M.pruning_rate(before, after),
-        "output_mse": mse, "output_psnr_db": psnr, "samples": n,
+        "output_mse": mse, "output_psnr_db": psnr, "samples": n, "test_samples": len(ctx.x_eval),
     }
     if ctx.task == "classification":
         m["top1"] = {"original": M.topk(ref, y), "compressed": M.topk(out, y)}
@@ -119,9 +119,12 @@ def render(result: MetricsResult, out: Path) -> str:
             ["kernel sparsity", f"{m['before']['kernel_sparsity']:.1%}", f"{m['after']['kernel_sparsity']:.1%}"],
             ["MACs", m["before"]["macs"], m["after"]["macs"]],
             ["effective MACs (sparse)", m["before"]["effective_macs"], m["after"]["effective_macs"]]]
+    total = m.get("test_samples")
+    split = (f"test split, first {m['samples']:,} of {total:,} samples" if total and m["samples"] < total
+             else f"test split, {m['samples']:,} samples")
     if "top1" in m:
-        rows += [["top-1 (Keras)", _pct(m["top1"]["original"]), _pct(m["top1"]["compressed"])],
-                 ["top-5 (Keras)", _pct(m["top5"].get("original")), _pct(m["top5"].get("compressed"))]]
+        rows += [[f"top-1 (Keras, {split})", _pct(m["top1"]["original"]), _pct(m["top1"]["compressed"])],
+                 [f"top-5 (Keras, {split})", _pct(m["top5"].get("original")), _pct(m["top5"].get("compressed"))]]
     scores = m.get("task_scores", {})
     for name, label, fmt in (("mse", "MSE (Keras)", "{:.4g}"), ("auc", "ROC AUC (Keras)", "{:.2%}")):
         if any(s.get(name) is not None for s in scores.values()):
@@ -141,7 +144,7 @@ def render(result: MetricsResult, out: Path) -> str:
     if rob:
         rows = [["clean", *(_pct(v) for v in rob["clean"].values())]]
         rows += [[k, *(_pct(v) for v in d.values())] for k, d in {**rob["noise"], **rob["shift"]}.items()]
-        lines += ["Robustness (top-1, Keras):", "",
+        lines += [f"Robustness (top-1, Keras, {split}):", "",
                   format_table(["inputs", *rob["clean"].keys()], rows, markdown=True), ""]
     return "\n".join(lines)
 

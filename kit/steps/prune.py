@@ -200,7 +200,7 @@ def run(ctx: StepContext) -> PruneResult:
                 f"steps {plan.begin_step}->{plan.end_step} every {plan.frequency}, {len(plan.layers)} layers")
         wrapped = pruning.apply(start, plan, step.schedule)
         ctx.history = fit(wrapped, data.x_train, data.y_train, ft, teacher=ctx.teacher,
-                          extra_callbacks=pruning.callbacks(), sparsity_fn=pruning.mask_sparsity)
+                          extra_callbacks=pruning.callbacks(), sparsity_fn=pruning.mask_sparsity, task=ctx.task)
         ctx.model = pruning.strip(wrapped)
     else:
         ctx.model, ctx.history, report = _mask_prune(ctx, start, plan)

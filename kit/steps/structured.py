@@ -1,5 +1,5 @@
-"""[structured]: graph surgery before fine-tuning — fewer channels, smaller kernels, a cropped input border —
-giving a smaller dense model that the fine-tune then recovers."""
+"""[structured]: graph surgery before fine-tuning — fewer channels, smaller kernels, a cropped input border,
+fewer input features of the first Dense — giving a smaller dense model that the fine-tune then recovers."""
 from __future__ import annotations
 
 import re
@@ -78,13 +78,17 @@ class StructuredStep:
                                               shape="table of layer = 3, \"3x1\" or [h, w]", factory=dict)
     input_border: tuple[int, int, int, int] = key((0, 0, 0, 0), "pixels cut: all sides, or top, bottom, left, right",
                                                   read=_border, shape="int or [top, bottom, left, right]")
+    inputs: float = key(0.0, "share of the first Dense's input features removed (those that carry least on "
+                             "the training samples; a GATHER keeps the rest): dead pixels of a flat image",
+                        type=float, check=fraction, allowed="0 <= x < 1")
     calibration_samples: int = key(512, "training samples for taylor/apoz scores and the border saliency",
                                    type=int, check=lambda x: 1 <= x <= 100000, allowed="1 to 100000")
 
 
 def validate(v, t: dict, s: StructuredStep) -> None:
-    if not (s.ratio or s.layers or s.kernels or any(s.input_border)):
-        v.fail(("structured",), "removes nothing", "set ratio, [structured.layers], [structured.kernels] or input_border")
+    if not (s.ratio or s.layers or s.kernels or any(s.input_border) or s.inputs):
+        v.fail(("structured",), "removes nothing",
+               "set ratio, [structured.layers], [structured.kernels], input_border or inputs")
 
 
 @dataclass
@@ -132,6 +136,14 @@ def surgery(model, step: StructuredStep, x: np.ndarray | None = None, y: np.ndar
         log(f"structured: input {crop.input_before[0]}x{crop.input_before[1]} -> "
             f"{crop.input_after[0]}x{crop.input_after[1]}"
             + (f" ({share:.2%} of the input saliency was in the border)" if share is not None else ""))
+    if step.inputs:
+        from kit.techniques.structured.features import select_inputs
+
+        model, features = select_inputs(model, step.inputs, x)
+        report["inputs"] = features.to_dict()
+        log(f"structured: inputs of {features.layer} {features.before} -> {features.after} "
+            f"({features.removed_share:.2%} of the feature scores, {features.unused} features unused in "
+            f"{features.scored_on} samples)")
     after = model_cost(model)
     report["macs"] = {"before": before.macs, "after": after.macs}
     report["params"] = {"before": before.params, "after": after.params}
@@ -170,6 +182,11 @@ def render(result: StructuredResult, out: Path) -> str:
                   f"{'x'.join(map(str, crop['input_before']))} -> {'x'.join(map(str, crop['input_after']))}"
                   + (f", {share:.2%} of the input saliency" if share is not None else "") + "."]
         lines += [f"- {n}" for n in crop["notes"]]
+    features = t.get("inputs")
+    if features:
+        lines += [(f"Input features of {features['layer']}: {features['before']} -> {features['after']} "
+                   f"({features['removed_share']:.2%} of the feature scores cut; {features['unused']} features were "
+                   f"zero in all {features['scored_on']} scoring samples)."), ""]
     return "\n".join([*lines, ""])
 
 

@@ -1,6 +1,10 @@
 """Fine-tuning, optionally with knowledge distillation from the unpruned model.
 
-The teacher's logits are computed once and packed next to the labels, so the
+The loss follows what the model computes (kit.core.metrics): a classifier trains on cross-entropy against its
+class labels; an autoencoder on the mean squared error of its reconstruction against its inputs, a regression
+model on the MSE against its targets, and with distillation both also on the MSE against the original model's
+outputs (a classifier on the KL divergence of its softened class scores).
+The teacher's outputs are computed once and packed next to the labels, so the
 student trains with plain `model.fit` and every TF-MOT callback keeps working.
 Augmentation follows the same rule: shifted copies of the training images are
 made up front (the held-out validation tail is never copied), and the teacher
@@ -45,10 +49,14 @@ def to_logits(outputs: np.ndarray, from_logits: bool) -> np.ndarray:
     return outputs if from_logits else np.log(np.clip(outputs, 1e-12, 1.0))
 
 
-def compile_for_training(model, lr: float, from_logits: bool, distill: Distill | None):
+def compile_for_training(model, lr: float, from_logits: bool, distill: Distill | None,
+                         task: str = "classification"):
     import tensorflow as tf
     import tf_keras as keras
 
+    if task != "classification":
+        _compile_reconstruction(model, lr, distill)
+        return
     if distill is None:
         loss = keras.losses.SparseCategoricalCrossentropy(from_logits=from_logits)
         model.compile(keras.optimizers.Adam(lr), loss, ["accuracy"])
@@ -72,15 +80,48 @@ def compile_for_training(model, lr: float, from_logits: bool, distill: Distill |
     model.compile(keras.optimizers.Adam(lr), kd_loss, [accuracy])
 
 
+def _compile_reconstruction(model, lr: float, distill: Distill | None) -> None:
+    """MSE against the targets (an autoencoder's inputs, a regression model's values); with distillation
+    `alpha` of it plus `1 - alpha` of the MSE against the teacher's outputs, packed after the targets
+    (kit.techniques.finetune.reconstruction_targets). The temperature softens class scores only: unused here."""
+    import tensorflow as tf
+    import tf_keras as keras
+
+    if distill is None:
+        model.compile(keras.optimizers.Adam(lr), "mse")
+        return
+    alpha = float(distill.alpha)
+
+    def distilled_mse(y, s):
+        s = tf.reshape(s, [tf.shape(s)[0], -1])
+        n = tf.shape(s)[1]
+        hard = tf.reduce_mean(tf.square(y[:, :n] - s), axis=-1)
+        soft = tf.reduce_mean(tf.square(y[:, n:] - s), axis=-1)
+        return alpha * hard + (1.0 - alpha) * soft
+
+    model.compile(keras.optimizers.Adam(lr), distilled_mse)
+
+
 def targets(y: np.ndarray, teacher_logits: np.ndarray | None) -> np.ndarray:
     if teacher_logits is None:
         return y
     return np.concatenate([y.reshape(-1, 1).astype(np.float32), teacher_logits.astype(np.float32)], axis=1)
 
 
+def reconstruction_targets(task: str, x: np.ndarray, y: np.ndarray, output_shape: tuple) -> np.ndarray:
+    """What a non-classifier trains towards, in the model's output shape: an autoencoder its inputs, a regression
+    model its target values."""
+    source = (x if task == "autoencoder" else y).astype(np.float32)
+    if any(d is None for d in output_shape):  # sized by the inputs (a fully convolutional autoencoder): as given
+        return source
+    return source.reshape((len(source), *(int(d) for d in output_shape)))
+
+
 def fit(model, x: np.ndarray, y: np.ndarray, step: FinetuneStep, teacher=None, extra_callbacks=(),
-        epochs: int | None = None, lr: float | None = None, sparsity_fn=None, progress: bool = True) -> History:
-    """Train `model` in place. `teacher` (a Keras model) enables distillation when the recipe asks for it."""
+        epochs: int | None = None, lr: float | None = None, sparsity_fn=None, progress: bool = True,
+        task: str = "classification") -> History:
+    """Train `model` in place with the loss of `task` (kit.core.metrics.TASKS). `teacher` (a Keras model)
+    enables distillation when the recipe asks for it."""
     import tf_keras as keras
 
     from_logits = outputs_logits(model)
@@ -91,12 +132,18 @@ def fit(model, x: np.ndarray, y: np.ndarray, step: FinetuneStep, teacher=None, e
         x_fit, y_fit = augmented(x_fit, y_fit, step.augment)
 
     def packed(xs, ys):
+        if task != "classification":
+            want = reconstruction_targets(task, xs, ys, tuple(model.output_shape[1:]))
+            if distill is None:
+                return want
+            taught = teacher.predict(xs, batch_size=512, verbose=0).astype(np.float32)
+            return np.concatenate([want.reshape(len(xs), -1), taught.reshape(len(xs), -1)], axis=1)
         if distill is None:
             return ys
         return targets(ys, to_logits(teacher.predict(xs, batch_size=512, verbose=0), outputs_logits(teacher)))
 
     validation = (x[len(x) - n_val:], packed(x[len(x) - n_val:], y[len(y) - n_val:])) if n_val else None
-    compile_for_training(model, lr or step.learning_rate, from_logits, distill)
+    compile_for_training(model, lr or step.learning_rate, from_logits, distill, task)
     history = History()
 
     class _Record(keras.callbacks.Callback):
@@ -158,10 +205,17 @@ def _batch_statistics_call(call):
 
 
 def augmented(x: np.ndarray, y: np.ndarray, augment: Augment, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """The images followed by `copies` randomly shifted copies (zeros move in), shuffled together."""
+    """The images followed by `copies` randomly shifted copies (zeros move in), shuffled together.
+
+    Flat inputs whose length is a perfect square (MNIST's 784 = 28x28 for a fully connected network) are
+    shifted as square one-channel images and flattened back."""
+    side = round(float(np.sqrt(x.shape[1]))) if x.ndim == 2 else 0
+    if side > 1 and side * side == x.shape[1]:
+        xa, ya = augmented(x.reshape(len(x), side, side, 1), y, augment, seed)
+        return xa.reshape(len(xa), -1), ya
     if x.ndim != 4:
-        raise DataError(f"augment shifts images (samples, height, width, channels); these inputs are {x.shape[1:]}",
-                        "remove [finetune.augment] for non-image data")
+        raise DataError(f"augment shifts images (samples, height, width, channels) or flat square images; "
+                        f"these inputs are {x.shape[1:]}", "remove [finetune.augment] for non-image data")
     rng = np.random.default_rng(seed)
     s = augment.shift
     padded = np.pad(x, ((0, 0), (s, s), (s, s), (0, 0)))

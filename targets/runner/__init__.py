@@ -18,17 +18,24 @@ RUNNER = Path(__file__).with_name("litert_runner.py")
 EMULATED_LATENCY = "emulated ({how}), not comparable"
 
 
+#: how the runner times a model: LiteRT's Interpreter API, or its CompiledModel API on the CPU accelerator
+APIS = ("interpreter", "compiled")
+
+
 def runner_args(model: str, settings: RunSettings, delegate_library: str | None = None,
-                input_path: str | None = None, op_profiling: bool = False) -> list[str]:
+                input_path: str | None = None, op_profiling: bool = False, api: str = "interpreter") -> list[str]:
     """Command-line arguments for the runner (after the interpreter and runner path).
 
     `input_path` is where the input batch lies on the device (defaults to `settings.input_path`);
-    `op_profiling` adds per-op times from LiteRT's own profiler after the timed runs.
+    `op_profiling` adds per-op times from LiteRT's own profiler after the timed runs; `api` = "compiled" times
+    LiteRT's CompiledModel API instead of the Interpreter.
     """
     args = [model, "--threads", str(settings.threads), "--warmup", str(settings.warmup),
             "--runs", str(settings.runs), "--delegate", settings.delegate]
     if op_profiling:
         args.append("--op-profiling")
+    if api != "interpreter":
+        args += ["--api", api]
     if settings.instances > 1:
         args += ["--instances", str(settings.instances)]
     if delegate_library:
@@ -58,6 +65,8 @@ def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw
                   raw_output: str, memory_method: str) -> ProfileResult:
     d = raw["device"]
     notes = [f"model load + inference raised RSS by {raw.get('model_rss_bytes', 0)} bytes"]
+    if d.get("api"):
+        notes.append(f"timed through LiteRT's {d['api']} API")
     medians = raw.get("instance_medians_us") or []
     if len(medians) > 1:
         notes.append(f"runs split over {len(medians)} fresh interpreters; their medians: "
@@ -70,7 +79,7 @@ def runner_result(target: str, artifact: ArtifactRef, settings: RunSettings, raw
             os=d.get("os"),
             runtime=d.get("runtime"),
             runtime_version=d.get("runtime_version"),
-            extra={k: d[k] for k in ("cores", "machine", "python") if k in d},
+            extra={k: d[k] for k in ("cores", "machine", "python", "api") if k in d},
         ),
         artifact=artifact,
         settings=settings,

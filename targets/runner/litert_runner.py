@@ -16,17 +16,15 @@ import time
 
 def _load_runtime():
     try:
-        from ai_edge_litert import interpreter as mod
-
         import ai_edge_litert
+        from ai_edge_litert import interpreter as mod
 
         return mod, "ai_edge_litert", getattr(ai_edge_litert, "__version__", None) or _dist_version("ai-edge-litert")
     except ImportError:
         pass
     try:
-        from tflite_runtime import interpreter as mod
-
         import tflite_runtime
+        from tflite_runtime import interpreter as mod
 
         return mod, "tflite_runtime", getattr(tflite_runtime, "__version__", None)
     except ImportError:
@@ -201,6 +199,72 @@ def _op_profile(np, model_path, threads, runs, inputs):
             lib.LiteRtDestroyEnvironment(env)
 
 
+class _InterpreterMaker:
+    """Makes Interpreter instances: `make()` -> an object with input_details, set_inputs, invoke, output."""
+
+    def __init__(self, mod, kwargs):
+        self.mod, self.kwargs = mod, kwargs
+
+    def __call__(self):
+        it = self.mod.Interpreter(**self.kwargs)
+        it.allocate_tensors()
+        inst = _Instance()
+        inst.input_details = it.get_input_details()
+
+        def set_inputs(xs):
+            for d, x in zip(inst.input_details, xs):
+                it.set_tensor(d["index"], x)
+
+        inst.set_inputs, inst.invoke = set_inputs, it.invoke
+        inst.output = lambda: it.get_tensor(it.get_output_details()[0]["index"])
+        inst.keep = it
+        return inst
+
+
+class _CompiledMaker:
+    """Makes CompiledModel instances (LiteRT's newer API, CPU accelerator = XNNPACK, `threads` threads)."""
+
+    def __init__(self, model_path, threads):
+        from ai_edge_litert.compiled_model import (
+            CompiledModel,
+            CpuOptions,
+            HardwareAccelerator,
+            Options,
+        )
+
+        self.model_path, self.threads = model_path, threads
+        self.CompiledModel, self.CpuOptions, self.HardwareAccelerator, self.Options = (
+            CompiledModel, CpuOptions, HardwareAccelerator, Options)
+
+    def __call__(self):
+        import numpy as np
+
+        options = self.Options(hardware_accelerators=self.HardwareAccelerator.CPU,
+                               cpu_options=self.CpuOptions(num_threads=int(self.threads)))
+        cm = self.CompiledModel.from_file(self.model_path, options=options)
+        key = cm.get_signature_by_index(0)["key"]
+        ins = list(cm.get_input_tensor_details(key).values())
+        outs = list(cm.get_output_tensor_details(key).values())
+        in_buffers, out_buffers = cm.create_input_buffers(0), cm.create_output_buffers(0)
+        inst = _Instance()
+        inst.input_details = [{"dtype": np.dtype(d["dtype"]), "shape": list(d["shape"])} for d in ins]
+
+        def set_inputs(xs):
+            for buf, x in zip(in_buffers, xs):
+                buf.write(np.ascontiguousarray(x))
+
+        inst.set_inputs = set_inputs
+        inst.invoke = lambda: cm.run_by_index(0, in_buffers, out_buffers)
+        first = outs[0]
+        inst.output = lambda: out_buffers[0].read(int(np.prod(first["shape"])), np.dtype(first["dtype"]))
+        inst.keep = (cm, in_buffers, out_buffers)
+        return inst
+
+
+class _Instance:
+    """One loaded model of either API, as the timing loop uses it."""
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__)
     p.add_argument("model", nargs="?")
@@ -214,6 +278,8 @@ def main(argv=None):
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--instances", type=int, default=1,
                    help="split the runs over this many fresh interpreters, all kept alive")
+    p.add_argument("--api", choices=("interpreter", "compiled"), default="interpreter",
+                   help="LiteRT's Interpreter API, or its CompiledModel API on the CPU accelerator")
     p.add_argument("--op-profiling", action="store_true",
                    help="after the timed runs, time every op with LiteRT's own profiler")
     a = p.parse_args(argv)
@@ -235,19 +301,33 @@ def main(argv=None):
         print(json.dumps({"device": device}))
         return 0
     rss_before = _rss_bytes()
-    kwargs = {"model_path": a.model, "num_threads": a.threads}
-    if a.delegate == "none":
-        kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    elif a.delegate == "edgetpu":
-        library = a.delegate_library or "libedgetpu.so.1"
+    if a.api == "compiled":
+        if a.delegate not in ("default", "xnnpack"):
+            print(json.dumps({"error": f"the CompiledModel API runs LiteRT's CPU accelerator (XNNPACK); delegate "
+                                       f"{a.delegate!r} is the Interpreter's: use --option api=interpreter"}))
+            return 3
         try:
-            kwargs["experimental_delegates"] = [mod.load_delegate(library)]
-        except (ValueError, OSError, RuntimeError) as e:
-            print(json.dumps({"error": f"cannot load the delegate library {library}: {e}"}))
-            return 5
-    elif a.delegate not in ("default", "xnnpack"):
-        print(json.dumps({"error": f"delegate {a.delegate!r} is not available in the Python runtime"}))
-        return 3
+            make = _CompiledMaker(a.model, a.threads)
+        except ImportError as e:
+            print(json.dumps({"error": f"{runtime} {runtime_version} has no CompiledModel API ({e})"}))
+            return 3
+        device["api"] = "CompiledModel, CPU accelerator"
+        device["runtime"] = f"{runtime} CompiledModel"
+    else:
+        kwargs = {"model_path": a.model, "num_threads": a.threads}
+        if a.delegate == "none":
+            kwargs["experimental_op_resolver_type"] = mod.OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+        elif a.delegate == "edgetpu":
+            library = a.delegate_library or "libedgetpu.so.1"
+            try:
+                kwargs["experimental_delegates"] = [mod.load_delegate(library)]
+            except (ValueError, OSError, RuntimeError) as e:
+                print(json.dumps({"error": f"cannot load the delegate library {library}: {e}"}))
+                return 5
+        elif a.delegate not in ("default", "xnnpack"):
+            print(json.dumps({"error": f"delegate {a.delegate!r} is not available in the Python runtime"}))
+            return 3
+        make = _InterpreterMaker(mod, kwargs)
     rng = np.random.default_rng(a.seed)
     batch = np.load(a.input) if a.input else None
     live, samples, medians = [], [], []
@@ -256,22 +336,20 @@ def main(argv=None):
     for i in range(instances):
         t0 = clock()
         try:
-            it = mod.Interpreter(**kwargs)
-            it.allocate_tensors()
+            inst = make()
         except Exception as e:  # the runtime's own message is the useful part
             print(json.dumps({"error": f"model does not load on {runtime}: {e}"}))
             return 4
         if i == 0:
             init_us = (clock() - t0) / 1e3
-            details = it.get_input_details()
+            details = inst.input_details
             if batch is not None:
                 inputs = [batch.astype(details[0]["dtype"]).reshape(details[0]["shape"])]
             else:
                 inputs = [_make_input(np, d, rng) for d in details]
-        for d, x in zip(details, inputs):
-            it.set_tensor(d["index"], x)
-        live.append(it)  # kept alive, so the next interpreter's buffers land elsewhere
-        invoke = it.invoke
+        inst.set_inputs(inputs)
+        live.append(inst)  # kept alive, so the next instance's buffers land elsewhere
+        invoke = inst.invoke
         t0 = clock()
         invoke()
         if i == 0:
@@ -286,8 +364,8 @@ def main(argv=None):
         samples += own
         medians.append(float(np.median(own)))
         if i == 0:
-            rss_after = _rss_bytes()  # memory of one interpreter, as a deployment has
-    out = it.get_tensor(it.get_output_details()[0]["index"])
+            rss_after = _rss_bytes()  # memory of one instance, as a deployment has
+    out = inst.output()
     extra = {}
     if a.op_profiling:
         if a.delegate in ("default", "xnnpack"):

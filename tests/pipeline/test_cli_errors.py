@@ -42,8 +42,8 @@ def test_wrong_data_shape(tmp_path, capsys):
      "x_train has 4 samples but y_train has 3"),
     ({"x_train": np.zeros((4, 3)), "y_train": np.zeros(4), "x_test": np.zeros((2, 5)), "y_test": np.zeros(2)},
      "x_test samples are (5,)"),
-    ({"x_train": np.zeros((4, 3)), "y_train": np.full(4, 0.5), "x_test": np.zeros((2, 3)), "y_test": np.zeros(2)},
-     "non-integer labels"),
+    ({"x_train": np.zeros((4, 3)), "y_train": np.full(4, 0.5), "x_test": np.zeros((2, 3)),
+      "y_test": np.zeros(2, np.int64)}, "non-integer labels"),
 ])
 def test_bad_npz(tmp_path, arrays, words):
     from kit.data import load_data

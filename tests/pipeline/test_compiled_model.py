@@ -106,16 +106,10 @@ def test_kit_eval_lists_the_compiled_model_runtime_on_an_mlperf_model(tmp_path, 
 
 @pytest.mark.slow
 def test_a_recipe_that_targets_the_compiled_model_checks_and_ships_on_it(digits_lenet, tmp_path):
-    from kit.cli import main
+    from tests.support.recipes import compress_digits
 
-    model = tmp_path / "lenet.h5"
-    digits_lenet.save(model)
-    recipe = tmp_path / "r.toml"
-    recipe.write_text('name = "compiled"\n[quantize]\nmode = ["int8"]\n[convert]\n'
-                      'targets = ["litert", "litert-compiled"]\n')
-    out = tmp_path / "out"
-    assert main(["compress", str(model), "--recipe", str(recipe), "--data", "digits", "-o", str(out)]) == 0
-    manifest = json.loads((out / "manifest.json").read_text())
+    _, manifest = compress_digits(digits_lenet, tmp_path, 'name = "compiled"\n[quantize]\nmode = ["int8"]\n'
+                                                          '[convert]\ntargets = ["litert", "litert-compiled"]\n')
     (int8,) = manifest["artifacts"]
     by_runtime = {c["runtime"]: c for c in int8["checks"]}
     assert list(by_runtime) == ["litert", "litert-builtin", "tflm", "litert-compiled"]

@@ -37,6 +37,7 @@ skip = ["logits"]
 layers = { conv1 = 0.5 }
 kernels = { conv1 = 3, conv2 = "3x1" }
 input_border = [1, 2, 0, 1]
+inputs = 0.25
 calibration_samples = 64
 [regularize]
 kind = "elasticnet"
@@ -101,6 +102,7 @@ sparse = "on"
 targets = ["litert-builtin", "tflm"]
 max_accuracy_drop = 2.5
 task = "autoencoder"
+objective = "latency"
 [metrics]
 noise_sigmas = [0.05]
 shifts = [1, 2]

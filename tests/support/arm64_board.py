@@ -12,8 +12,9 @@ ENV = "KIT_ARM64_BOARD"
 
 
 def board_dir() -> tuple[Path | None, str]:
-    """(the built board folder, "") or (None, why there is none)."""
-    from targets.emulated_arm64 import board_ready
+    """(the built board folder, "") or (None, why there is none): `$KIT_ARM64_BOARD` only, so a run without it
+    never picks up a board by accident."""
+    from kit.core.arm64_board import board_ready
 
     value = os.environ.get(ENV)
     if not value:

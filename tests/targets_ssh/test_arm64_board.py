@@ -182,3 +182,28 @@ def test_timeout_kills_the_emulated_runner(sshd, artifacts):
                 break
             time.sleep(0.2)
     assert not left, f"emulated runners still running after the timeout: {left}"
+
+
+@pytest.mark.slow
+@needs_sshd
+@needs_board
+def test_compiled_model_api_profiles_on_the_board_and_locally_with_per_op_times(sshd, artifacts):
+    """`--option api=compiled` times LiteRT's CompiledModel API (CPU accelerator) instead of the Interpreter,
+    over SSH on aarch64 and on the host; outputs agree with the Interpreter's, and the per-op profile (the
+    CompiledModel's own profiler) comes back from the board too."""
+    models, inputs, _ = artifacts
+    settings = RunSettings(runs=EMULATED.runs, warmup=EMULATED.warmup, timeout_s=EMULATED.timeout_s,
+                           input_path=str(inputs["int8"]))
+    with board_target(sshd, api="compiled", op_profiling=True) as board:
+        remote = board.profile(models["int8"], settings)
+    local = LocalTarget(parse_target_uri("local"), api="compiled").profile(models["int8"], settings)
+    interpreter = LocalTarget(parse_target_uri("local")).profile(models["int8"], settings)
+    assert remote.device.extra["machine"] == "aarch64" and remote.device.runtime == "ai_edge_litert CompiledModel"
+    assert local.device.runtime == "ai_edge_litert CompiledModel" and interpreter.device.runtime == "ai_edge_litert"
+    assert any("CompiledModel" in n for n in remote.notes) and not any("CompiledModel" in n for n in interpreter.notes)
+    assert checksum(local) == checksum(interpreter)  # same kernels (XNNPACK) behind both APIs on x86
+    assert abs(checksum(remote) - checksum(local)) <= 10  # aarch64 int8 may requantize one step apart
+    assert remote.estimate and remote.latency.count == EMULATED.runs
+    assert remote.op_profile and "error" not in remote.op_profile, remote.op_profile
+    with pytest.raises(TargetError, match="not one of interpreter, compiled"):
+        LocalTarget(parse_target_uri("local"), api="compiledmodel")

@@ -21,7 +21,7 @@ def board(tmp_path_factory):
     config = b.config.read_text()
     assert "Subsystem sftp" in config
     b.config.write_text(config.replace("Subsystem sftp internal-sftp\n", ""))
-    with b.start():
+    with b:  # __enter__ starts it
         yield b
 
 

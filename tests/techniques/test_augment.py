@@ -33,7 +33,7 @@ def test_every_copy_is_a_shift_of_its_own_image():
 
 def test_non_image_inputs_are_refused():
     with pytest.raises(DataError, match="augment shifts images"):
-        augmented(np.zeros((4, 64), np.float32), np.zeros(4), Augment())
+        augmented(np.zeros((4, 65), np.float32), np.zeros(4), Augment())  # not a square image flattened
 
 
 def test_steps_per_epoch_counts_the_copies():
