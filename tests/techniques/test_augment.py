@@ -1,20 +1,13 @@
 """Shifted copies for the recovery fine-tune: real shifts of the right images, validation never copied."""
 import numpy as np
 import pytest
-from tests.support.recipes import assert_recipe_error
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from kit.core.errors import DataError
-from kit.techniques.finetune import augmented, fit, steps_per_epoch
 from kit.recipe import Augment, Distill, FinetuneStep, parse_recipe
-
-
-def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    h, w = img.shape[:2]
-    out = np.zeros_like(img)
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = img[max(-dy, 0):h - max(dy, 0),
-                                                                     max(-dx, 0):w - max(dx, 0)]
-    return out
+from kit.techniques.finetune import augmented, fit, steps_per_epoch
+from tests.support.images import shift
+from tests.support.recipes import assert_recipe_error
 
 
 def test_every_copy_is_a_shift_of_its_own_image():
@@ -25,7 +18,7 @@ def test_every_copy_is_a_shift_of_its_own_image():
     assert xa.shape == (48, 9, 7, 2) and sorted(ya.tolist()) == sorted(np.repeat(y, 4).tolist())
     offsets = set()
     for img, label in zip(xa, ya):
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(img, _shift(x[label], dy, dx))]
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(img, shift(x[label], dy, dx))]
         assert found, "a copy is not a shift of the image with its label"
         offsets.add(found[0])
     assert (0, 0) in offsets and len(offsets) > 5  # the originals, and copies shifted in several directions

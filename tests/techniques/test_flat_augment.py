@@ -6,14 +6,7 @@ import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
 from kit.core.errors import DataError
 from kit.recipe import Augment
 from kit.techniques.finetune import augmented
-
-
-def _shift(img: np.ndarray, dy: int, dx: int) -> np.ndarray:
-    h, w = img.shape
-    out = np.zeros_like(img)
-    out[max(dy, 0):h + min(dy, 0), max(dx, 0):w + min(dx, 0)] = img[max(-dy, 0):h - max(dy, 0),
-                                                                     max(-dx, 0):w - max(dx, 0)]
-    return out
+from tests.support.images import shift
 
 
 def test_flat_square_inputs_are_shifted_as_images_and_stay_flat():
@@ -26,7 +19,7 @@ def test_flat_square_inputs_are_shifted_as_images_and_stay_flat():
     offsets = set()
     for flat, label in zip(xa, ya):
         img, source = flat.reshape(7, 7), x[label].reshape(7, 7)
-        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(img, _shift(source, dy, dx))]
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3) if np.array_equal(img, shift(source, dy, dx))]
         assert found, "a flat copy is not a row-major shift of the image with its label"
         offsets.add(found[0])
     assert (0, 0) in offsets and len(offsets) > 5
