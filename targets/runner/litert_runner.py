@@ -12,6 +12,7 @@ import platform
 import resource
 import sys
 import time
+from typing import Callable, NamedTuple
 
 
 def _load_runtime():
@@ -208,17 +209,14 @@ class _InterpreterMaker:
     def __call__(self):
         it = self.mod.Interpreter(**self.kwargs)
         it.allocate_tensors()
-        inst = _Instance()
-        inst.input_details = it.get_input_details()
+        details = it.get_input_details()
 
         def set_inputs(xs):
-            for d, x in zip(inst.input_details, xs):
+            for d, x in zip(details, xs):
                 it.set_tensor(d["index"], x)
 
-        inst.set_inputs, inst.invoke = set_inputs, it.invoke
-        inst.output = lambda: it.get_tensor(it.get_output_details()[0]["index"])
-        inst.keep = it
-        return inst
+        return _Instance(details, set_inputs, it.invoke,
+                         lambda: it.get_tensor(it.get_output_details()[0]["index"]), it)
 
 
 class _CompiledMaker:
@@ -246,23 +244,26 @@ class _CompiledMaker:
         ins = list(cm.get_input_tensor_details(key).values())
         outs = list(cm.get_output_tensor_details(key).values())
         in_buffers, out_buffers = cm.create_input_buffers(0), cm.create_output_buffers(0)
-        inst = _Instance()
-        inst.input_details = [{"dtype": np.dtype(d["dtype"]), "shape": list(d["shape"])} for d in ins]
+        details = [{"dtype": np.dtype(d["dtype"]), "shape": list(d["shape"])} for d in ins]
 
         def set_inputs(xs):
             for buf, x in zip(in_buffers, xs):
                 buf.write(np.ascontiguousarray(x))
 
-        inst.set_inputs = set_inputs
-        inst.invoke = lambda: cm.run_by_index(0, in_buffers, out_buffers)
         first = outs[0]
-        inst.output = lambda: out_buffers[0].read(int(np.prod(first["shape"])), np.dtype(first["dtype"]))
-        inst.keep = (cm, in_buffers, out_buffers)
-        return inst
+        return _Instance(details, set_inputs, lambda: cm.run_by_index(0, in_buffers, out_buffers),
+                         lambda: out_buffers[0].read(int(np.prod(first["shape"])), np.dtype(first["dtype"])),
+                         (cm, in_buffers, out_buffers))
 
 
-class _Instance:
-    """One loaded model of either API, as the timing loop uses it."""
+class _Instance(NamedTuple):
+    """One loaded model of either API, as the timing loop uses it; `keep` holds what must outlive it."""
+
+    input_details: list
+    set_inputs: Callable
+    invoke: Callable
+    output: Callable
+    keep: object
 
 
 def main(argv=None):
