@@ -1,16 +1,18 @@
 """Firmware built for a Cortex-M4F and run in QEMU: flash and RAM from the linked ELF, emulated instructions per
 inference with reference and CMSIS-NN kernels, and NUCLEO-L4R5ZI latency/energy predicted from them.
 
-For each model (the MLPerf Tiny int8 models kws, vww, ic = ResNet-8, ad; LeNet-300-100 plain int8 and
-compressed), `kit firmware`'s project is built by its Makefile against the pinned TFLM tree for
+For each model (the MLPerf Tiny int8 models kws, vww, ic = ResNet-8, ad; LeNet-300-100 plain int8, pruned and
+DECODE-compressed, and shrunk by the `lenet-mcu` recipe), `kit firmware`'s project is built by its Makefile against the pinned TFLM tree for
 `mps2-an386` and booted in `qemu-system-arm -icount shift=0`; the serial target drives it over the MLPerf
 Tiny protocol (`qemu://mps2-an386`). The calibration is kws alone (181.9 ms, 7,373.7 uJ on the real
 board, v0.5 reference results); the other models' predictions are held out and compared with the
 published figures (energy of ic01 and ad01 was flagged invalid in the published log: shown, not judged).
 
 Goal: held-out latency error within +-10 % on vww, ic and ad with the kernels the reference used.
+Goal: a LeNet-300-100 firmware with model flash <= 27 KB, an arena no larger than plain int8's, and top-1 (TFLite
+Micro runtime, test split) within 0.5 points of plain int8.
 
-    python benchmarks/bench_firmware.py [--kernels reference,cmsis_nn] [--models kws,vww,ic,ad,lenet]
+    python benchmarks/bench_firmware.py [--kernels reference,cmsis_nn] [--models kws,vww,ic,ad,lenet] [--seed 0]
 """
 from __future__ import annotations
 
@@ -92,18 +94,26 @@ def measure(path: Path, name: str, kernels: str, compress: str, identity: int) -
                     identical=same)
 
 
-def lenet_models(out: Path) -> list[tuple[str, Path, str]]:
-    """LeNet-300-100 on mnist5k: plain int8, and pruned 90 % (TF-MOT, fine-tuned) int8 that the firmware compresses."""
+def lenet_models(out: Path, seed: int) -> tuple[list[tuple[str, Path, str]], dict[str, str]]:
+    """LeNet-300-100 (the kit's zoo model, trained on mnist5k): plain int8; pruned 90 % (TF-MOT, fine-tuned) int8
+    that the firmware compresses with DECODE; and the `lenet-mcu` recipe's dense int8 (`kit compress`).
+    Also the top-1 of each on the TFLite Micro runtime over the test split, and its change against plain int8."""
+    import dataclasses
+
     sys.path.insert(0, str(Path(__file__).parent))
     import tensorflow_model_optimization as tfmot
-    import tf_keras as keras
-    from bench_mcu import _compile, _copy, _data, _int8, _lenet
+    from bench_mcu import _compile, _copy, _int8
 
-    x_train, y_train, _, _, _ = _data()
-    keras.utils.set_random_seed(0)
-    dense = _lenet(x_train.shape[1])
-    _compile(dense, 1e-3)
-    dense.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
+    from kit.api import compress
+    from kit.convert.check import predict
+    from kit.data import load_data
+    from kit.models import build, train_baseline
+    from kit.recipe import load_recipe
+
+    data = load_data("mnist5k", seed=seed)
+    x_train, y_train = data.x_train.reshape(len(data.x_train), -1), data.y_train
+    dense = build("lenet-300-100", input_shape=x_train.shape[1:])
+    train_baseline(dense, data, epochs=20, seed=seed)
     steps = int(np.ceil(len(x_train) / 64))
     schedule = tfmot.sparsity.keras.PolynomialDecay(0.3, 0.9, 0, steps * 5, frequency=steps // 4)
     pruned = tfmot.sparsity.keras.prune_low_magnitude(_copy(dense), pruning_schedule=schedule)
@@ -111,10 +121,30 @@ def lenet_models(out: Path) -> list[tuple[str, Path, str]]:
     pruned.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0, callbacks=[tfmot.sparsity.keras.UpdatePruningStep()])
     pruned = tfmot.sparsity.keras.strip_pruning(pruned)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "lenet_plain_int8.tflite").write_bytes(_int8(dense, x_train[:500]))
-    (out / "lenet_pruned90_int8.tflite").write_bytes(_int8(pruned, x_train[:500]))
-    return [("lenet plain int8", out / "lenet_plain_int8.tflite", "none"),
-            ("lenet pruned 90% compressed", out / "lenet_pruned90_int8.tflite", "auto")]
+    paths = {"lenet plain int8": out / "lenet_plain_int8.tflite",
+             "lenet pruned 90% compressed": out / "lenet_pruned90_int8.tflite"}
+    paths["lenet plain int8"].write_bytes(_int8(dense, x_train[:500]))
+    paths["lenet pruned 90% compressed"].write_bytes(_int8(pruned, x_train[:500]))
+    recipe = dataclasses.replace(load_recipe("lenet-mcu"), seed=seed)
+    run = compress(dense, recipe=recipe, data=data, out=out / "lenet-mcu", model_name="lenet-300-100",
+                   log=lambda *_: None)
+    mcu = next((a for a in run.shipped if a.format == "int8"), None)
+    models = [("lenet plain int8", paths["lenet plain int8"], "none"),
+              ("lenet pruned 90% compressed", paths["lenet pruned 90% compressed"], "auto")]
+    if mcu is None:
+        print("lenet-mcu shipped no int8 artifact: " + "; ".join(f"{a.name}: {a.reason}" for a in run.artifacts),
+              file=sys.stderr)
+    else:
+        paths["lenet-mcu recipe"] = Path(mcu.path)
+        models.append(("lenet-mcu recipe", Path(mcu.path), "none"))
+    x_test = data.x_test.reshape(len(data.x_test), -1)
+    top1 = {name: float(np.mean(predict(p.read_bytes(), "tflm", x_test).argmax(axis=1) == data.y_test)) * 100
+            for name, p in paths.items()}
+    plain = top1["lenet plain int8"]
+    accuracy = {name: f"{t:.2f} ({t - plain:+.2f})" for name, t in top1.items()}
+    print(f"LeNet-300-100 test split: {data.description}; top-1 on the TFLite Micro runtime (change vs plain int8): "
+          + ", ".join(f"{n} {a}" for n, a in accuracy.items()), flush=True)
+    return models, accuracy
 
 
 def main() -> int:
@@ -122,6 +152,7 @@ def main() -> int:
     ap.add_argument("--kernels", default="reference,cmsis_nn")
     ap.add_argument("--models", default="kws,vww,ic,ad,lenet")
     ap.add_argument("--work", default="/tmp/bench_firmware")
+    ap.add_argument("--seed", type=int, default=0, help="LeNet-300-100: training and data-shuffling seed")
     ap.add_argument("--identity", type=int, default=100,
                     help="random inputs compared with the TFLM Python runtime per model (0: skip)")
     args = ap.parse_args()
@@ -132,8 +163,10 @@ def main() -> int:
     ref = published()
     wanted = args.models.split(",")
     models = [(k, shared / "models" / "mlperf-tiny" / MLPERF[k][1], "none") for k in MLPERF if k in wanted]
+    accuracy: dict[str, str] = {}
     if "lenet" in wanted:
-        models += lenet_models(Path(args.work))
+        lenet, accuracy = lenet_models(Path(args.work), args.seed)
+        models += lenet
     rows: list[Measured] = []
     for kernels in args.kernels.split(","):
         print(f"{kernels} kernels:", flush=True)
@@ -155,7 +188,7 @@ def main() -> int:
             held_out = r.model != "kws"
             if held_out and err_ms is not None:
                 errors.append((kernels, r.model, err_ms))
-            table.append([r.model, kernels, f"{r.flash:,}", f"{r.model_bytes:,}", f"{r.code:,}", f"{r.ram:,}",
+            table.append([r.model, kernels, accuracy.get(r.model, "-"), f"{r.flash:,}", f"{r.model_bytes:,}", f"{r.code:,}", f"{r.ram:,}",
                           f"{r.arena:,}", f"{r.stack:,}", f"{r.static:,}", f"{r.instructions:,}", r.identical,
                           f"{p.latency_ms:.1f}" if p else "-", f"{r.published_ms}" if r.published_ms else "-",
                           "calibration" if not held_out and p else (f"{err_ms:+.1f}%" if err_ms is not None else "-"),
@@ -163,11 +196,18 @@ def main() -> int:
                           ("calibration" if not held_out else (f"{err_uj:+.1f}%" + (" (published invalid)"
                            if r.task in INVALID_ENERGY else ""))) if err_uj is not None else "-"])
     print()
-    print(format_table(["model", "kernels", "ELF flash", "model", "code", "RAM", "arena", "stack", "static",
+    print(format_table(["model", "kernels", "top-1 % (vs plain)", "ELF flash", "model", "code", "RAM", "arena", "stack", "static",
                         "instr/inference", "identical", "pred ms", "pub ms", "err", "pred uJ", "pub uJ", "err"], table))
     print("\nidentical: inputs whose int8 outputs equal the TFLM Python runtime's bit for bit")
     print("flash/RAM in bytes from the linked ELF; instructions: QEMU -icount shift=0 (emulated instruction clock); "
           "pred: ESTIMATE calibrated on kws alone (NUCLEO-L4R5ZI 181.9 ms, 7,373.7 uJ)")
+    lenet = {r.model: r for r in rows if r.model.startswith("lenet")}
+    if "lenet-mcu recipe" in lenet and "lenet plain int8" in lenet:
+        mcu, plain = lenet["lenet-mcu recipe"], lenet["lenet plain int8"]
+        change = float(accuracy["lenet-mcu recipe"].split("(")[1].rstrip(")"))
+        met = mcu.model_bytes <= 27 * 1024 and mcu.arena <= plain.arena and change >= -0.5
+        print(f"lenet-mcu: model {mcu.model_bytes:,} B (goal <= 27 KB), arena {mcu.arena:,} B (plain int8 "
+              f"{plain.arena:,} B), top-1 {change:+.2f} points vs plain int8: goal {'met' if met else 'NOT met'}")
     for kernels in args.kernels.split(","):
         held = [abs(e) for k, m, e in errors if k == kernels and m in ("vww", "ic", "ad")]
         if held:

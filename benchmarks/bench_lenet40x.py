@@ -14,7 +14,12 @@ runtime and test split, host latency (kit.api.profile on the `local` target: Lit
 delegate, median of `--runs` invokes after 50 warm-up), and whether the run shipped it or why not.
 A run takes 2-4 minutes on two cores; the full table (4 recipes x 3 seeds) about 40.
 
-    python benchmarks/bench_lenet40x.py [--seeds 0 1 2] [--recipes lenet-40x best] [--runs 2000]
+With `--budget [P]` every run is instead the budget search from the recipe (`kit compress lenet-300-100
+--recipe R --budget accuracy-drop=P`, default 0.5): it chooses each layer's sparsity on a validation split
+held out from the 5,000 training images, so its dense model is trained on the other 4,000. About 8
+minutes a run.
+
+    python benchmarks/bench_lenet40x.py [--seeds 0 1 2] [--recipes lenet-40x best] [--runs 2000] [--budget]
 """
 from __future__ import annotations
 
@@ -43,10 +48,17 @@ def litert_top1(artifact) -> float | None:
     return None
 
 
-def measure(recipe_name: str, seed: int, out: Path, runs: int) -> dict:
+def measure(recipe_name: str, seed: int, out: Path, runs: int, budget: float | None = None) -> dict:
     recipe = dataclasses.replace(load_recipe(recipe_name), seed=seed)
-    result = compress("lenet-300-100", recipe=recipe, data="mnist5k", out=out / f"{recipe_name}-{seed}",
-                      log=lambda *_: None)
+    if budget is None:
+        result = compress("lenet-300-100", recipe=recipe, data="mnist5k", out=out / f"{recipe_name}-{seed}",
+                          log=lambda *_: None)
+    else:  # the recipe's layer sparsities are replaced by the search's choice
+        from kit.search.budget import search
+
+        result = search("lenet-300-100", recipe, "mnist5k", out / f"{recipe_name}-budget-{seed}",
+                        f"accuracy-drop={budget}", log=lambda *_: None).run
+        recipe_name = f"{recipe_name} --budget accuracy-drop={budget:g}"
     dense = result.baseline
     dense_top1 = litert_top1(dense)
     loads = [a for a in result.artifacts if litert_top1(a) is not None]
@@ -66,25 +78,28 @@ def main() -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     ap.add_argument("--recipes", nargs="+", default=list(RECIPES))
     ap.add_argument("--runs", type=int, default=2000, help="timed invokes per latency measurement")
+    ap.add_argument("--budget", type=float, nargs="?", const=GOAL_DROP, default=None,
+                    help="run the budget search (kit compress --budget accuracy-drop=P) from each recipe instead; "
+                         "its original is trained on the training images minus the validation split")
     args = ap.parse_args()
 
     rows, results = [], []
     with tempfile.TemporaryDirectory(prefix="bench_lenet40x.") as tmp:
         for name in args.recipes:
             for seed in args.seeds:
-                r = measure(name, seed, Path(tmp), args.runs)
+                r = measure(name, seed, Path(tmp), args.runs, args.budget)
                 results.append(r)
                 if r["artifact"] is None:
-                    rows.append([name, seed, "-", "-", "-", "-", "-", "-", "-", "-", r["why"]])
+                    rows.append([r["recipe"], seed, "-", "-", "-", "-", "-", "-", "-", "-", r["why"]])
                 else:
-                    rows.append([name, seed, r["artifact"], f"{r['bytes']:,}", f"{r['gzip']:,}",
+                    rows.append([r["recipe"], seed, r["artifact"], f"{r['bytes']:,}", f"{r['gzip']:,}",
                                  f"{r['ratio']:.1f}x", f"{100 * r['top1']:.2f}%", f"{100 * r['dense_top1']:.2f}%",
                                  f"{r['drop']:+.2f}", f"{r['us']:.1f}", r["shipped"]])
                 print(f"{name} seed {seed}: done", file=sys.stderr)
     print(results[0].get("data", "") if results else "")
     print(format_table(["recipe", "seed", "artifact", "bytes", "gzip", "vs dense f32", "top-1 LiteRT",
                         "dense f32", "drop (pts)", "LiteRT µs", "shipped"], rows))
-    for name in args.recipes:
+    for name in dict.fromkeys(r["recipe"] for r in results):
         mine = [r for r in results if r["recipe"] == name and r["artifact"] is not None]
         if not mine:
             continue

@@ -1,5 +1,6 @@
 """[structured]: graph surgery before fine-tuning — fewer channels, smaller kernels, a cropped input border,
-fewer input features of the first Dense — giving a smaller dense model that the fine-tune then recovers."""
+strided convolutions instead of their pooling, fewer input features of the first Dense — giving a smaller dense
+model that the fine-tune then recovers."""
 from __future__ import annotations
 
 import re
@@ -32,19 +33,24 @@ def _scopes() -> tuple[str, ...]:
     return tuple(SCOPES)
 
 
-def _kernels(v, t: dict, path: tuple, name: str, default: Any) -> dict[str, tuple[int, int]]:
-    kernels = v.table(t.get(name, {}), (*path, name), None)
-    out = {}
-    for layer, size in kernels.items():
-        sizes = [size] * 2 if isinstance(size, int) and not isinstance(size, bool) else size
-        if isinstance(size, str) and re.fullmatch(r"\s*\d+\s*x\s*\d+\s*", size):
-            sizes = [int(k) for k in size.split("x")]
-        if (not isinstance(sizes, list) or len(sizes) != 2
-                or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in sizes)):
-            v.fail((*path, name, layer), f"is {size!r}, not a kernel size",
-                   "write an odd size like 3, \"3x1\" or [height, width]")
-        out[layer] = (sizes[0], sizes[1])
-    return out
+def _pairs(valid, what: str, hint: str):
+    """A reader of a table of layer = n, "AxB" or [a, b] of positive integers for which `valid(a, b)` holds."""
+
+    def read(v, t: dict, path: tuple, name: str, default: Any) -> dict[str, tuple[int, int]]:
+        table = v.table(t.get(name, {}), (*path, name), None)
+        out = {}
+        for layer, size in table.items():
+            sizes = [size] * 2 if isinstance(size, int) and not isinstance(size, bool) else size
+            if isinstance(size, str) and re.fullmatch(r"\s*\d+\s*x\s*\d+\s*", size):
+                sizes = [int(k) for k in size.split("x")]
+            if (not isinstance(sizes, list) or len(sizes) != 2
+                    or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in sizes)
+                    or not valid(*sizes)):
+                v.fail((*path, name, layer), f"is {size!r}, not {what}", hint)
+            out[layer] = (sizes[0], sizes[1])
+        return out
+
+    return read
 
 
 def _border(v, t: dict, path: tuple, name: str, default: Any) -> tuple[int, int, int, int]:
@@ -61,7 +67,8 @@ def _border(v, t: dict, path: tuple, name: str, default: Any) -> tuple[int, int,
 
 @dataclass
 class StructuredStep:
-    """Graph surgery before fine-tuning: fewer channels, smaller kernels, a cropped input border."""
+    """Graph surgery before fine-tuning: fewer channels, smaller kernels, strided convolutions instead of
+    pooling, a cropped input border, fewer input features."""
 
     ratio: float = key(0.0, "share of channels removed (0: only the per-layer ratios in `layers`)", type=float,
                        check=fraction, allowed="0 <= x < 1")
@@ -74,8 +81,14 @@ class StructuredStep:
     layers: dict[str, float] = key(doc="layer -> its own channel ratio",
                                    read=fraction_map("0 < x < 1 (share of the layer's channels removed)"),
                                    shape="table of layer = 0 < x < 1", factory=dict)
-    kernels: dict[str, tuple[int, int]] = key(doc="conv layer -> centred smaller kernel", read=_kernels,
-                                              shape="table of layer = 3, \"3x1\" or [h, w]", factory=dict)
+    kernels: dict[str, tuple[int, int]] = key(
+        doc="conv layer -> centred smaller kernel",
+        read=_pairs(lambda h, w: True, "a kernel size", "write an odd size like 3, \"3x1\" or [height, width]"),
+        shape="table of layer = 3, \"3x1\" or [h, w]", factory=dict)
+    strides: dict[str, tuple[int, int]] = key(
+        doc="conv layer -> the stride of the pooling after it, which is dropped (perforation)",
+        read=_pairs(lambda h, w: max(h, w) >= 2, "a stride", "write the pooling's stride, like 2, \"2x1\" or [rows, columns]"),
+        shape="table of layer = 2, \"2x1\" or [rows, columns]", factory=dict)
     input_border: tuple[int, int, int, int] = key((0, 0, 0, 0), "pixels cut: all sides, or top, bottom, left, right",
                                                   read=_border, shape="int or [top, bottom, left, right]")
     inputs: float = key(0.0, "share of the first Dense's input features removed (those that carry least on "
@@ -86,9 +99,9 @@ class StructuredStep:
 
 
 def validate(v, t: dict, s: StructuredStep) -> None:
-    if not (s.ratio or s.layers or s.kernels or any(s.input_border) or s.inputs):
+    if not (s.ratio or s.layers or s.kernels or s.strides or any(s.input_border) or s.inputs):
         v.fail(("structured",), "removes nothing",
-               "set ratio, [structured.layers], [structured.kernels], input_border or inputs")
+               "set ratio, [structured.layers], [structured.kernels], [structured.strides], input_border or inputs")
 
 
 @dataclass
@@ -99,7 +112,7 @@ class StructuredResult:
 def surgery(model, step: StructuredStep, x: np.ndarray | None = None, y: np.ndarray | None = None,
             log=print) -> tuple[object, dict]:
     """The smaller model (not yet fine-tuned) and a report of what each part removed: channels, then kernel
-    shapes, then the input border.
+    shapes, then the input border, then pooled positions (strides), then input features.
 
     x, y: training samples for taylor/apoz channel scores and for the saliency share of the cut border
     (measured on the model as given).
@@ -136,6 +149,14 @@ def surgery(model, step: StructuredStep, x: np.ndarray | None = None, y: np.ndar
         log(f"structured: input {crop.input_before[0]}x{crop.input_before[1]} -> "
             f"{crop.input_after[0]}x{crop.input_after[1]}"
             + (f" ({share:.2%} of the input saliency was in the border)" if share is not None else ""))
+    if step.strides:
+        from kit.techniques.structured.perforation import perforate
+
+        model, holes = perforate(model, step.strides)
+        report["strides"] = [h.to_dict() for h in holes]
+        log("structured: strides " + ", ".join(
+            f"{h.layer} {h.stride[0]}x{h.stride[1]} instead of {h.pooling} ({h.positions_before} -> "
+            f"{h.positions_after} positions)" for h in holes))
     if step.inputs:
         from kit.techniques.structured.features import select_inputs
 
@@ -163,8 +184,8 @@ def run(ctx: StepContext) -> StructuredResult:
 def render(result: StructuredResult, out: Path) -> str:
     t = result.report
     lines = ["## Structured pruning", "",
-             f"MACs {t['macs']['before']:,} -> {t['macs']['after']:,}; parameters {t['params']['before']:,} -> "
-             f"{t['params']['after']:,}.", ""]
+             (f"MACs {t['macs']['before']:,} -> {t['macs']['after']:,}; parameters {t['params']['before']:,} -> "
+              f"{t['params']['after']:,}."), ""]
     ch = t.get("channels")
     if ch:
         rows = [[", ".join(g["layers"]), g["channels"], g["kept"]] for g in ch["groups"] if g["kept"] != g["channels"]]
@@ -175,6 +196,12 @@ def render(result: StructuredResult, out: Path) -> str:
                  f"{k['removed_share']:.1%}"] for k in t["kernels"]]
         lines += ["Kernels (outer rings cut):", "",
                   format_table(["layer", "before", "after", "squared weights cut"], rows, markdown=True), ""]
+    if t.get("strides"):
+        rows = [[h["layer"], "x".join(map(str, h["stride"])), h["pooling"], h["positions_before"],
+                 h["positions_after"]] for h in t["strides"]]
+        lines += ["Perforated convolutions (strided, their pooling dropped):", "",
+                  format_table(["layer", "stride", "pooling removed", "positions before", "after"], rows,
+                               markdown=True), ""]
     crop = t.get("input_border")
     if crop:
         share = crop.get("saliency_share")

@@ -36,6 +36,7 @@ round_to = 4
 skip = ["logits"]
 layers = { conv1 = 0.5 }
 kernels = { conv1 = 3, conv2 = "3x1" }
+strides = { conv1 = [2, 1] }
 input_border = [1, 2, 0, 1]
 inputs = 0.25
 calibration_samples = 64

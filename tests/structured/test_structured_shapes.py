@@ -155,8 +155,8 @@ def test_recipe_step_converts_and_runs_on_litert_and_tflm():
     x = _images(6, seed=3)
     small, report = surgery(model, recipe.structured, x, np.arange(6) % 10, log=lambda *_: None)
     assert small.input_shape == model.input_shape
-    # conv1 24x24 x 3x3x1 x 3 + conv2 8x8 x 3x3x3 x 16 + fc1 256x60 + fc2 60x42 + logits 42x10
-    assert report["macs"]["after"] == 24 * 24 * 9 * 3 + 8 * 8 * 27 * 16 + 256 * 60 + 60 * 42 + 42 * 10
+    # conv1 12x12 (stride 2) x 3x3x1 x 3 + conv2 8x8 x 3x3x3 x 16 + fc1 256x60 + fc2 60x42 + logits 42x10
+    assert report["macs"]["after"] == 12 * 12 * 9 * 3 + 8 * 8 * 27 * 16 + 256 * 60 + 60 * 42 + 42 * 10
     assert [k["after"] for k in report["kernels"]] == [[3, 3], [3, 3]]
     assert 0 <= report["input_border"]["saliency_share"] < 1
     keras_out = small.predict(x, verbose=0)
