@@ -128,7 +128,7 @@ def lenet_models(out: Path, seed: int) -> tuple[list[tuple[str, Path, str]], dic
     recipe = dataclasses.replace(load_recipe("lenet-mcu"), seed=seed)
     run = compress(dense, recipe=recipe, data=data, out=out / "lenet-mcu", model_name="lenet-300-100",
                    log=lambda *_: None)
-    mcu = next((a for a in run.shipped if a.format == "int8"), None)
+    mcu = next((a for a in run.shipped if a.format.name == "int8"), None)
     models = [("lenet plain int8", paths["lenet plain int8"], "none"),
               ("lenet pruned 90% compressed", paths["lenet pruned 90% compressed"], "auto")]
     if mcu is None:

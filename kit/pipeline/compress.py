@@ -6,6 +6,7 @@ that does not load on the runtimes the recipe targets is never shipped.
 """
 from __future__ import annotations
 
+import copy
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,7 +19,7 @@ from kit.core.errors import DataError, KitError
 from kit.core.metrics import Task, resolve_task
 from kit.data import Dataset, load_data
 from kit.pipeline.manifest import write_manifest
-from kit.recipe import Recipe, load_recipe
+from kit.recipe import Recipe, load_recipe, parse_recipe, write_recipe
 from kit.steps import registry
 from kit.steps.base import StepContext
 from kit.techniques.finetune import History
@@ -48,6 +49,8 @@ class RunResult:
     task: Task = field(default_factory=lambda: Task("classification", "detected"))
     #: the task's Keras figures by label (original, compressed, ...): kit.core.metrics.task_scores
     keras_scores: dict[str, dict] = field(default_factory=dict)
+    #: earlier attempts at higher sparsity that shipped nothing ([prune] back_off): final_sparsity, not_shipped
+    backed_off: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def shipped(self) -> list[Artifact]:
@@ -93,22 +96,47 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
     log(f"baseline: {model_name} on {dataset.description} ({run_task.name}, {run_task.how})")
     baseline = build_artifact(model, ArtifactSpec("float32"), dataset, x_eval, y_eval, out, model_name,
                               targets=("litert",), baseline=True, task=run_task.name)
-    ctx = StepContext(recipe, model, model, dataset, x_eval, y_eval, out, model_name, baseline, log=log,
-                      timings=timings, task=run_task.name)
-    ctx.measure("original")
-    results: dict[str, Any] = {}
-    for spec in registry.schedule(recipe):
-        if spec.stage != "model" and "compressed" not in ctx.keras_scores:
-            ctx.measure("compressed")  # what the model-changing steps made of it
-        results[spec.name] = spec.timed(ctx)
+    original_weights = model.get_weights()
+    backed_off: list[dict[str, Any]] = []
+    while True:
+        ctx = StepContext(recipe, model, model, dataset, x_eval, y_eval, out, model_name, baseline, log=log,
+                          timings=timings, task=run_task.name)
+        ctx.measure("original")
+        results: dict[str, Any] = {}
+        for spec in registry.schedule(recipe):
+            if spec.stage != "model" and "compressed" not in ctx.keras_scores:
+                ctx.measure("compressed")  # what the model-changing steps made of it
+            results[spec.name] = spec.timed(ctx)
+        lower = None if any(a.shipped for a in ctx.artifacts) else _backed_off(recipe)
+        if lower is None:
+            break
+        backed_off.append({"final_sparsity": recipe.prune.final_sparsity,
+                           "not_shipped": {a.name: a.reason for a in ctx.artifacts}})
+        log(f"nothing shipped at {recipe.prune.final_sparsity:.0%} sparsity: [prune] back_off runs again from the "
+            f"original model at {lower.prune.final_sparsity:.0%}")
+        recipe = lower
+        model.set_weights(original_weights)  # every attempt starts from the model as given
+        _seed(recipe.seed)
     timings["total"] = time.perf_counter() - t_start
     result = RunResult(out, recipe, dataset.description, baseline, ctx.artifacts, ctx.keras_accuracy,
                        kernel_sparsity(ctx.model), ctx.prune_plan, ctx.history, timings, techniques=ctx.techniques,
-                       metrics=ctx.metrics, steps=results, task=run_task, keras_scores=ctx.keras_scores)
+                       metrics=ctx.metrics, steps=results, task=run_task, keras_scores=ctx.keras_scores,
+                       backed_off=backed_off)
     ctx.model.save(out / f"{model_name}.compressed.h5")
     result.manifest_path = write_manifest(result, model_name, budget=budget)
     write_report(result, ctx.model, ctx.image_shape())
     return result
+
+
+def _backed_off(recipe: Recipe) -> Recipe | None:
+    """The recipe at its next `[prune] back_off` sparsity, read back from its TOML text (which the manifest
+    records, so the text reproduces the run); None when it has none left."""
+    step = recipe.prune.backed_off() if recipe.prune is not None else None
+    if step is None:
+        return None
+    lower = copy.deepcopy(recipe)
+    lower.prune = step
+    return parse_recipe(write_recipe(lower), f"the recipe {recipe.name!r} backed off to {step.final_sparsity:g}")
 
 
 def _seed(seed: int) -> None:

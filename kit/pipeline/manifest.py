@@ -71,6 +71,8 @@ def write_manifest(r: RunResult, model_name: str, budget: dict[str, Any] | None 
     convert = getattr(r, "steps", {}).get("convert")
     if getattr(convert, "frontier", None) is not None:
         manifest["frontier"] = convert.frontier.to_dict()
+    if r.backed_off:
+        manifest["backed_off"] = r.backed_off
     if budget is not None:
         manifest["budget"] = budget
     path = r.out_dir / MANIFEST

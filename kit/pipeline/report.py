@@ -167,6 +167,20 @@ def _not_shipped(r: ReportInput) -> str:
     return "\n".join(["## Not shipped", ""] + [f"- `{a.name}`: {a.reason}" for a in rejected] + [""]) if rejected else ""
 
 
+def _backed_off(r: ReportInput) -> str:
+    """Earlier attempts that shipped nothing ([prune] back_off), so the reader knows why the sparsity is lower."""
+    tries = r.result.backed_off
+    if not tries:
+        return ""
+    lines = ["## Backed off", "", f"Nothing shipped at a higher sparsity; the run ended at "
+             f"{r.result.recipe.prune.final_sparsity:.0%} ([prune] back_off). Each attempt started from the original "
+             "model.", ""]
+    for t in tries:
+        why = "; ".join(f"{name}: {reason}" for name, reason in t["not_shipped"].items()) or "no artifact was built"
+        lines.append(f"- {t['final_sparsity']:.0%}: {why}")
+    return "\n".join([*lines, ""])
+
+
 def _keras_accuracy(r: ReportInput) -> str:
     split = split_of(r.result)
     subset = (r.result.metrics or {}).get("samples")
@@ -223,8 +237,8 @@ def _pruned(r: ReportInput) -> str:
 
 #: report.md, top to bottom: a section is a function of the ReportInput returning Markdown ("" = nothing to say)
 SECTIONS: list[Callable[[ReportInput], str]] = [
-    _artifacts, _frontier, _per_runtime, _runtime_differences, _not_shipped, _keras_accuracy, _sparsity, _plots,
-    _time, _steps, _pruned,
+    _artifacts, _backed_off, _frontier, _per_runtime, _runtime_differences, _not_shipped, _keras_accuracy,
+    _sparsity, _plots, _time, _steps, _pruned,
 ]
 
 

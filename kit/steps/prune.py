@@ -3,7 +3,7 @@ learned-mask and iterative methods."""
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,18 @@ PRUNE_METHODS = ("magnitude", "soft", "learned", "iterative")
 MASK_GRANULARITIES = ("unstructured", "filter")  # granularities of the soft and learned methods
 
 
+def _back_off(v, t: dict, path: tuple, name: str, default: Any) -> list[float]:
+    if name not in t:
+        return []
+    values = t[name]
+    if (not isinstance(values, list) or not values
+            or any(isinstance(x, bool) or not isinstance(x, (int, float)) or not 0 < x < 1 for x in values)
+            or any(a <= b for a, b in zip(values, values[1:]))):
+        v.fail((*path, name), f"is {values!r}, not a list of falling sparsities between 0 and 1",
+               "e.g. [0.7, 0.5]: each is tried in turn, below final_sparsity, while nothing ships")
+    return [float(x) for x in values]
+
+
 def _importance() -> tuple[str, ...]:
     """The weight-importance criteria registered in kit.techniques.criteria."""
     from kit.techniques.criteria import WEIGHT_CRITERIA
@@ -33,7 +45,7 @@ def _importance() -> tuple[str, ...]:
 SCOPES = ("layer", "global")
 THRESHOLD_KINDS = ("absolute", "relative", "score")
 GATES = ("ste", "sigmoid")
-#: prune keys each method reads besides final_sparsity, skip, layers, output and method itself
+#: prune keys each method reads besides final_sparsity, skip, layers, output, back_off and method itself
 METHOD_KEYS = {
     "magnitude": {"schedule", "initial_sparsity", "begin_step", "end_step", "begin_epoch", "end_epoch", "frequency",
                   "granularity", "block"},
@@ -97,6 +109,10 @@ class PruneStep:
                                        "whatever its name: the same keys, sparsity at most final_sparsity; a "
                                        "`layers` pattern naming it wins",
                                        read=_output_override, shape="[prune.output]")
+    back_off: list[float] = key(doc="lower final sparsities tried in turn, from the original model, while no "
+                                    "artifact ships (the accuracy gate refused them all); per-layer sparsities "
+                                    "scale with it", read=_back_off, shape="list of falling 0 < x < final_sparsity",
+                                factory=list)
     method: str = key("magnitude", "magnitude (TF-MOT) | soft | learned | iterative", choices=PRUNE_METHODS)
     scope: str = key("layer", "soft/learned/iterative: rank per layer or over all layers together", choices=SCOPES)
     importance: str = key("magnitude", "iterative: how weights are ranked", choices=_importance)
@@ -114,6 +130,24 @@ class PruneStep:
 
     def skips(self, name: str) -> bool:
         return any(re.fullmatch(p, name) for p in self.skip)
+
+    def backed_off(self) -> "PruneStep | None":
+        """This step at its next `back_off` sparsity, every per-layer sparsity scaled alike; None after the last."""
+        if not self.back_off:
+            return None
+        target = self.back_off[0]
+        ratio = target / self.final_sparsity
+
+        def scaled(o: LayerOverride | None) -> LayerOverride | None:
+            if o is None or o.final_sparsity is None:
+                return o
+            final = round(o.final_sparsity * ratio, 4)
+            initial = None if o.initial_sparsity is None else min(o.initial_sparsity, final)
+            return replace(o, final_sparsity=final, initial_sparsity=initial)
+
+        return replace(self, final_sparsity=target, initial_sparsity=min(self.initial_sparsity, target),
+                       back_off=self.back_off[1:], layers={k: scaled(o) for k, o in self.layers.items()},
+                       output=scaled(self.output))
 
     def override_for(self, name: str, output: bool = False) -> LayerOverride:
         """The first `layers` pattern that matches the whole layer name wins; then `output` for the layer that
@@ -148,6 +182,10 @@ def validate(v, t: dict, s: PruneStep) -> None:
                "use scope = \"layer\" with granularity = \"filter\"")
     if s.threshold is not None and "final_sparsity" in t:
         v.fail((*p, "threshold"), "and final_sparsity both set", "prune to a threshold or to a sparsity, not both")
+    if s.back_off and s.back_off[0] >= s.final_sparsity:
+        v.fail((*p, "back_off"), f"starts at {s.back_off[0]:g}, not below final_sparsity {s.final_sparsity:g}")
+    if s.back_off and s.threshold is not None:
+        v.fail((*p, "back_off"), "lowers final_sparsity, which a threshold replaces", "drop one of them")
     _unused_by_method(v, t, s)
     own = {"skip", "final_sparsity"} | ({"initial_sparsity"} & METHOD_KEYS[s.method]) | (
         {"granularity", "block"} if s.method == "magnitude" else set())
@@ -164,7 +202,8 @@ def validate(v, t: dict, s: PruneStep) -> None:
 def _unused_by_method(v, t: dict, s: PruneStep) -> None:
     """A knob of another pruning method, set to anything but its default, is a mistake worth naming."""
     default = PruneStep(method=s.method)
-    for name in sorted(set(t) - {"final_sparsity", "skip", "layers", "output", "method"} - METHOD_KEYS[s.method]):
+    for name in sorted(set(t) - {"final_sparsity", "skip", "layers", "output", "back_off", "method"}
+                       - METHOD_KEYS[s.method]):
         if getattr(s, name) != getattr(default, name):
             users = [m for m in PRUNE_METHODS if name in METHOD_KEYS[m]]
             v.fail(("prune", name), f"is not used by method {s.method!r}", f"it applies to method {' | '.join(users)}")

@@ -88,3 +88,28 @@ def test_readme_recipe_examples_parse():
     assert len(blocks) >= 2
     for block in blocks:
         parse_recipe(block, "README.md")
+
+
+def test_back_off_scales_every_sparsity_and_reads_back():
+    from kit.recipe import write_recipe
+
+    r = parse_recipe("[prune]\ninitial_sparsity = 0.6\nfinal_sparsity = 0.9\nback_off = [0.6, 0.45]\n"
+                     "[prune.layers.fc1]\nfinal_sparsity = 0.8\n[prune.output]\nfinal_sparsity = 0.3\n"
+                     "initial_sparsity = 0.3\n", "r.toml")
+    lower = r.prune.backed_off()
+    assert lower.final_sparsity == 0.6 and lower.initial_sparsity == 0.6 and lower.back_off == [0.45]
+    assert lower.layers["fc1"].final_sparsity == pytest.approx(0.8 * 0.6 / 0.9, abs=1e-4)
+    assert lower.output.final_sparsity == 0.2 and lower.output.initial_sparsity == 0.2
+    last = lower.backed_off()
+    assert last.final_sparsity == 0.45 and last.backed_off() is None
+    assert parse_recipe(write_recipe(r)).prune.back_off == [0.6, 0.45]
+    assert load_recipe("mcu").prune.back_off == [0.75, 0.5]
+
+
+@pytest.mark.parametrize("text, words", [
+    ("[prune]\nfinal_sparsity = 0.8\nback_off = [0.5, 0.7]\n", ["prune.back_off", "falling"]),
+    ("[prune]\nfinal_sparsity = 0.8\nback_off = [0.8]\n", ["prune.back_off", "not below final_sparsity 0.8"]),
+    ("[prune]\nfinal_sparsity = 0.8\nback_off = 0.5\n", ["prune.back_off", "e.g. [0.7, 0.5]"]),
+])
+def test_back_off_errors(text, words):
+    assert_recipe_error(text, 3, words)

@@ -52,6 +52,7 @@ skip = ["fc.*"]
 schedule = "polynomial"
 initial_sparsity = 0.1
 final_sparsity = 0.9
+back_off = [0.7, 0.5]
 begin_step = 2
 end_step = 40
 frequency = 5

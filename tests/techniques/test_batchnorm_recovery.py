@@ -66,11 +66,13 @@ def test_pretrained_bn_dropout_network_survives_pruning_on_few_samples(digits, t
     model.save(tmp_path / "dscnn.h5")
     few = Dataset("digits-few", x_train[:400], digits.y_train[:400], x_test, digits.y_test, x_train[:200],
                   "400 digits for training, the test split for testing")
-    recipe = load_recipe("mcu")
-    recipe.prune.final_sparsity = 0.5
-    recipe.prune.initial_sparsity = min(recipe.prune.initial_sparsity, 0.5)
+    recipe = load_recipe("mcu")  # 90%: this network collapses on 400 samples, and nothing ships
+    recipe.prune.back_off = [0.5]  # the recipe's own [0.75, 0.5], one attempt shorter
     run = compress(load_model(tmp_path / "dscnn.h5"), recipe, few, tmp_path / "out", model_name="dscnn",
                    log=lambda *a: None)
+    assert [t["final_sparsity"] for t in run.backed_off] == [0.9] and run.recipe.prune.final_sparsity == 0.5
+    refused = run.backed_off[0]["not_shipped"]  # the gate refused the collapsed int8 model
+    assert any("loses" in why or "wrong results" in why for why in refused.values()), refused
     original, compressed = run.keras_accuracy["original"], run.keras_accuracy["compressed"]
     assert original > 0.9
     assert compressed >= original - 0.05, (original, compressed, run.history.val_accuracy)  # 0.19 lost before
@@ -80,7 +82,11 @@ def test_pretrained_bn_dropout_network_survives_pruning_on_few_samples(digits, t
             assert "loses" not in a.reason
     plan = json.loads(run.manifest_path.read_text())["prune_plan"]
     assert plan["outputs"] == ["dense"]  # [prune.output] found the head without its name
-    assert {p["layer"]: p["final_sparsity"] for p in plan["layers"]}["dense"] == 0.5  # never above the others
+    # the head's own 70% scaled with the back-off: 0.7 x 0.5 / 0.9
+    assert {p["layer"]: p["final_sparsity"] for p in plan["layers"]}["dense"] == pytest.approx(0.3889)
+    manifest = json.loads(run.manifest_path.read_text())
+    assert manifest["backed_off"][0]["final_sparsity"] == 0.9 and manifest["recipe"]["prune"]["back_off"] == []
     depthwise = [layer.name for layer in model.layers if isinstance(layer, keras.layers.DepthwiseConv2D)]
     assert sorted(plan["not_pruned"]) == sorted(depthwise) and len(depthwise) == 2  # TF-MOT leaves them dense
-    assert "## Layers left dense" in (tmp_path / "out" / "report.md").read_text()
+    report = (tmp_path / "out" / "report.md").read_text()
+    assert "## Layers left dense" in report and "## Backed off" in report and "- 90%:" in report

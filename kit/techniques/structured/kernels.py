@@ -79,16 +79,22 @@ def shrink_kernels(model, sizes: dict[str, int | tuple[int, int]]):
     return rebuild(model, make), list(plans.values())
 
 
-def _plan(model, name: str, size) -> KernelChange:
+def find_convolution(model, name: str, what: str):
+    """The Conv2D or DepthwiseConv2D layer `name`; a KitError naming `what` would be done to it otherwise."""
     try:
         layer = model.get_layer(name)
     except ValueError:
         convs = [x.name for x in model.layers if type(x).__name__ in _KINDS]
-        raise KitError(f"kernel shrink: no layer {name!r} in the model",
-                       f"convolutions that can be shrunk: {', '.join(convs) or 'none'}") from None
+        raise KitError(f"{what}: no layer {name!r} in the model",
+                       f"convolutions: {', '.join(convs) or 'none'}") from None
     kind = type(layer).__name__
     if kind not in _KINDS:
-        raise KitError(f"kernel shrink: layer {name!r} is a {kind}", "only Conv2D and DepthwiseConv2D kernels shrink")
+        raise KitError(f"{what}: layer {name!r} is a {kind}", "only Conv2D and DepthwiseConv2D layers qualify")
+    return layer
+
+
+def _plan(model, name: str, size) -> KernelChange:
+    layer = find_convolution(model, name, "kernel shrink")
     if _dilation(layer) != (1, 1):
         raise ModelError(f"kernel shrink: layer {name!r} is dilated", "shrink only undilated convolutions")
     before = tuple(int(k) for k in layer.kernel_size)

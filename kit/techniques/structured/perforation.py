@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from kit.core.errors import KitError, ModelError
 
-_CONVS = ("Conv2D", "DepthwiseConv2D")
 _POOLS = ("MaxPooling2D", "AveragePooling2D")
 #: per-position layers a pooling may sit behind: they commute with taking every s-th position
 _ELEMENTWISE = ("Activation", "ReLU", "LeakyReLU", "PReLU", "ELU", "BatchNormalization", "Dropout",
@@ -61,15 +60,9 @@ def perforate(model, strides: dict[str, int | tuple[int, int]]):
 
 
 def _plan(model, g, name: str, stride) -> Perforation:
-    try:
-        layer = model.get_layer(name)
-    except ValueError:
-        convs = [x.name for x in model.layers if type(x).__name__ in _CONVS]
-        raise KitError(f"perforation: no layer {name!r} in the model",
-                       f"convolutions: {', '.join(convs) or 'none'}") from None
-    kind = type(layer).__name__
-    if kind not in _CONVS:
-        raise KitError(f"perforation: layer {name!r} is a {kind}", "only Conv2D and DepthwiseConv2D are perforated")
+    from kit.techniques.structured.kernels import find_convolution
+
+    layer = find_convolution(model, name, "perforation")
     s = (stride, stride) if isinstance(stride, int) else tuple(int(v) for v in stride)
     if len(s) != 2 or any(isinstance(v, bool) or v < 1 for v in s) or max(s) < 2:
         raise KitError(f"perforation: the stride for {name!r} must be an integer >= 2 or [rows, columns] "
