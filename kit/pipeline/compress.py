@@ -114,6 +114,9 @@ def compress(model: Any, recipe: Recipe | str = "default", data: Dataset | str =
                            "not_shipped": {a.name: a.reason for a in ctx.artifacts}})
         log(f"nothing shipped at {recipe.prune.final_sparsity:.0%} sparsity: [prune] back_off runs again from the "
             f"original model at {lower.prune.final_sparsity:.0%}")
+        for a in ctx.artifacts:  # the folder holds the files of the run the manifest describes, no others
+            if a.path:
+                Path(a.path).unlink(missing_ok=True)
         recipe = lower
         model.set_weights(original_weights)  # every attempt starts from the model as given
         _seed(recipe.seed)

@@ -172,9 +172,9 @@ def _backed_off(r: ReportInput) -> str:
     tries = r.result.backed_off
     if not tries:
         return ""
-    lines = ["## Backed off", "", f"Nothing shipped at a higher sparsity; the run ended at "
-             f"{r.result.recipe.prune.final_sparsity:.0%} ([prune] back_off). Each attempt started from the original "
-             "model.", ""]
+    lines = ["## Backed off", "", (f"Nothing shipped at a higher sparsity; the run ended at "
+                                   f"{r.result.recipe.prune.final_sparsity:.0%} ([prune] back_off). Each attempt "
+                                   "started from the original model."), ""]
     for t in tries:
         why = "; ".join(f"{name}: {reason}" for name, reason in t["not_shipped"].items()) or "no artifact was built"
         lines.append(f"- {t['final_sparsity']:.0%}: {why}")

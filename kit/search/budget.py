@@ -232,7 +232,7 @@ def search(model: Any, recipe: Recipe | str, data: Dataset | str, out: str | Pat
     recipe = copy.deepcopy(recipe) if isinstance(recipe, Recipe) else load_recipe(recipe)
     _check_recipe(recipe)
     recipe.convert.max_accuracy_drop = budget.accuracy_drop  # every run's gate against the original is the budget
-    notes: list[str] = []
+    notes: list[str] = _without_back_off(recipe)
     if recipe.finetune is None or recipe.finetune.distill is None:
         recipe.finetune = recipe.finetune or FinetuneStep()
         recipe.finetune.distill = Distill()
@@ -574,6 +574,14 @@ def _check_recipe(recipe: Recipe) -> None:
     if recipe.prune.granularity == "2:4":
         raise RecipeError("2:4 sparsity is fixed at 50%: there is no per-layer sparsity to choose",
                           "use granularity \"unstructured\" or \"block\" with --budget")
+
+
+def _without_back_off(recipe: Recipe) -> list[str]:
+    """Drops `[prune] back_off` (a probe must run at the sparsity the search gave it); the note that says so."""
+    if not recipe.prune.back_off:
+        return []
+    recipe.prune.back_off = []
+    return ["the recipe's [prune] back_off is left out: the search chooses every layer's sparsity itself"]
 
 
 def _primary_format(recipe: Recipe) -> str:

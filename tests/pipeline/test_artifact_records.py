@@ -81,7 +81,8 @@ def _run(out: Path) -> SimpleNamespace:
         baseline=_artifact("baseline-float32", Format("float32"), [RuntimeCheck("litert", True, top1=0.9)],
                            str(out / "baseline-float32.tflite")),
         artifacts=[_artifact("int8-sparse", Format("int8", "sparse"), _checks(), str(out / "int8-sparse.tflite"))],
-        layer_sparsity={}, prune_plan=None, history=None, techniques={}, metrics={}, seconds={"total": 1.0})
+        layer_sparsity={}, prune_plan=None, history=None, techniques={}, metrics={}, seconds={"total": 1.0},
+        backed_off=[])
 
 
 def test_manifest_has_a_schema_version_and_both_spellings_of_a_format(tmp_path):

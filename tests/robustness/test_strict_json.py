@@ -55,7 +55,7 @@ def test_manifest_writer_is_strict(tmp_path):
     baseline = SimpleNamespace(to_dict=lambda: {"accuracy": math.nan})
     run = SimpleNamespace(out_dir=tmp_path, dataset="d", recipe=recipe, keras_accuracy={"original": math.inf},
                           baseline=baseline, artifacts=[], layer_sparsity={}, prune_plan=None, history=None,
-                          techniques=[], metrics={}, seconds={"total": 1.0})
+                          techniques=[], metrics={}, seconds={"total": 1.0}, backed_off=[])
     path = write_manifest(run, "m")
     d = _strict_load(path.read_text())
     assert d["baseline"]["accuracy"] is None and "NaN" in d["baseline"]["accuracy_note"]

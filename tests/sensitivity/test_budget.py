@@ -7,8 +7,8 @@ import pytest
 import kit  # noqa: F401
 from kit.convert import check as checks
 from kit.recipe import write_recipe as recipe_toml
-from kit.search.budget import (Budget, Probe, _bisect, _continue, allocation_path, budget_recipe, parse_budget,
-                         search, unpruned_recipe)
+from kit.search.budget import (Budget, Probe, _bisect, _continue, _without_back_off, allocation_path, budget_recipe,
+                               parse_budget, search, unpruned_recipe)
 from kit.core.errors import KitError, RecipeError
 from kit.recipe import LayerOverride, builtin_recipes, load_recipe, parse_recipe
 from kit.search.sensitivity import SensitivityResult, SensitivityRow
@@ -207,3 +207,10 @@ def test_cli_flags_need_a_budget(capsys):
     assert "--budget" in capsys.readouterr().err
     assert main(["compress", "lenet-300-100", "--data", "digits", "--budget", "drop=1"]) == 2
     assert "accuracy-drop" in capsys.readouterr().err
+
+
+def test_the_search_runs_every_probe_at_its_own_sparsity_without_back_off():
+    recipe = load_recipe("mcu")
+    assert recipe.prune.back_off and "back_off" in _without_back_off(recipe)[0]
+    assert recipe.prune.back_off == [] and _without_back_off(recipe) == []
+    assert budget_recipe(recipe, {"fc1": 0.6}).prune.back_off == []
