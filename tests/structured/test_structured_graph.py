@@ -158,14 +158,14 @@ def test_squeeze_excite_multiply_couples_gate_and_features():
     g = L.GlobalAveragePooling2D()(f)
     g = L.Dense(4, activation="relu", name="squeeze")(g)
     g = L.Dense(16, activation="sigmoid", name="excite")(g)
-    y = L.Multiply()([f, L.Reshape((1, 1, 16))(g)])
+    y = L.Multiply()([f, L.Reshape((1, 1, 16), name="gate_shape")(g)])
     out = L.Dense(2, name="out")(L.GlobalMaxPooling2D()(y))
     model = keras.Model(inp, out)
     graph = build_graph(model)
     assert graph.group_of("feat").layers == ("feat", "excite")
     result = prune_channels(model, 0.5, scope="layer")
     assert result.kept["feat"] == result.kept["excite"] and len(result.kept["feat"]) == 8
-    assert result.model.get_layer("reshape").output_shape == (None, 1, 1, 8)
+    assert result.model.get_layer("gate_shape").output_shape == (None, 1, 1, 8)
     x = RNG.random((2, 8, 8, 3), dtype=np.float32)
     assert result.model.predict(x, verbose=0).shape == (2, 2)
 
