@@ -9,6 +9,7 @@ import pytest
 
 import kit  # noqa: F401  (selects tf_keras before TensorFlow is imported)
 from kit.core.errors import DataError, KitError
+from tests.support.models import fit_mse_and_save
 
 POST_TRAINING = """
 name = "post-training"
@@ -42,10 +43,7 @@ def regression(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input((8,)), keras.layers.Dense(32, activation="relu"),
                               keras.layers.Dense(1)], name="reg")
-    model.compile(keras.optimizers.Adam(1e-2), "mse")
-    model.fit(x_train, y_train, epochs=10, batch_size=64, verbose=0)
-    model.save(folder / "reg.h5")
-    return folder / "reg.h5", data
+    return fit_mse_and_save(model, x_train, y_train, folder / "reg.h5"), data
 
 
 def test_float_targets_load_as_regression_targets(tmp_path):

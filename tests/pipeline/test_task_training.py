@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import kit  # noqa: F401  (selects tf_keras before TensorFlow is imported)
+from tests.support.models import fit_mse_and_save
 
 PRUNE_FINETUNE = """
 name = "ae-prune"
@@ -51,10 +52,7 @@ def autoencoder(tmp_path_factory):
     keras.utils.set_random_seed(0)
     model = keras.Sequential([keras.layers.Input((16,)), keras.layers.Dense(8, activation="tanh"),
                               keras.layers.Dense(16)], name="ae16")
-    model.compile(keras.optimizers.Adam(1e-2), "mse")
-    model.fit(x_train, x_train, epochs=10, batch_size=64, verbose=0)
-    model.save(folder / "ae16.h5")
-    return folder / "ae16.h5", folder / "ae.npz", x_test
+    return fit_mse_and_save(model, x_train, x_train, folder / "ae16.h5"), folder / "ae.npz", x_test
 
 
 @pytest.mark.slow

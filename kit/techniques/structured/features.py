@@ -34,37 +34,32 @@ class FeatureReport:
                 "removed_share": round(self.removed_share, 6), "unused": self.unused, "scored_on": self.scored_on}
 
 
-def _chain(model) -> list:
-    """The model's layers in order when it is a single chain (each layer feeds only the next), else KitError."""
-    layers = [layer for layer in model.layers if type(layer).__name__ != "InputLayer"]
-    if len(model.inputs) != 1 or len(model.outputs) != 1:
+def first_dense(model):
+    """The Dense the input flows into along one chain of shape-only layers."""
+    from kit.models.rewire import graph
+
+    g = graph(model)
+    if len(g.inputs) != 1 or len(g.outputs) != 1:
         raise KitError(f"input-feature removal needs a model with one input and one output; {model.name} has "
-                       f"{len(model.inputs)} and {len(model.outputs)}", "drop [structured] inputs")
-    for prev, layer in zip([None, *layers], layers):
-        inbound = layer._inbound_nodes[0].inbound_layers if layer._inbound_nodes else []
-        inbound = inbound if isinstance(inbound, list) else [inbound]
-        names = [getattr(i, "name", None) for i in inbound]
-        expected = [prev.name] if prev is not None else []
-        if prev is not None and names != expected or prev is None and len(names) > 1:
-            raise KitError(f"input-feature removal rebuilds a chain of layers; {layer.name} takes "
-                           f"{', '.join(n or '?' for n in names)}", "drop [structured] inputs for this model")
-    return layers
-
-
-def first_dense(model) -> tuple[int, object]:
-    """(position in the chain, layer) of the Dense the input flows into through shape-only layers."""
-    for i, layer in enumerate(_chain(model)):
+                       f"{len(g.inputs)} and {len(g.outputs)}", "drop [structured] inputs")
+    current = g.inputs[0]
+    while True:
+        consumers = g.consumers(current)
+        if len(consumers) != 1:
+            raise KitError(f"input-feature removal needs one chain from the input to the first Dense; {current} "
+                           f"feeds {', '.join(consumers) or 'nothing'}", "drop [structured] inputs for this model")
+        layer = model.get_layer(consumers[0])
         kind = type(layer).__name__
         if kind == "Dense":
             if len(layer.input_shape) != 2:
                 raise KitError(f"{layer.name} takes a {len(layer.input_shape) - 1}-D input per sample; "
                                "input-feature removal needs a flat one", "put a Flatten before it")
-            return i, layer
+            return layer
         if kind not in _PASS:
             raise KitError(f"the input reaches {layer.name} ({kind}) before any Dense; input-feature removal "
                            "applies to models whose input flows into a Dense",
                            "for images use [structured] input_border, for convolutions channel ratios")
-    raise KitError(f"{model.name} has no Dense layer", "drop [structured] inputs")
+        current = layer.name
 
 
 def feature_scores(model, x: np.ndarray | None = None) -> tuple[np.ndarray, int]:
@@ -72,7 +67,7 @@ def feature_scores(model, x: np.ndarray | None = None) -> tuple[np.ndarray, int]
     and how many features are zero in every sample of `x`."""
     import tf_keras as keras
 
-    _, dense = first_dense(model)
+    dense = first_dense(model)
     kernel = dense.get_weights()[0]
     rows = np.abs(kernel).sum(axis=1)
     if x is None or len(x) == 0:
@@ -85,34 +80,27 @@ def feature_scores(model, x: np.ndarray | None = None) -> tuple[np.ndarray, int]
 
 def select_inputs(model, ratio: float, x: np.ndarray | None = None):
     """(the rebuilt model, FeatureReport): the first Dense keeps the best `1 - ratio` of its input features."""
-    import tf_keras as keras
-
     from kit.models.layers import SelectFeatures
+    from kit.models.rewire import rebuild
 
     if not 0 < ratio < 1:
         raise KitError(f"input-feature ratio {ratio} is not between 0 and 1")
-    at, dense = first_dense(model)
+    dense = first_dense(model)
     scores, unused = feature_scores(model, x)
     count = len(scores)
     kept = max(1, count - int(round(ratio * count)))
     keep = np.sort(np.argsort(-scores, kind="stable")[:kept])
     total = float(scores.sum())
     removed = 0.0 if total <= 0 else float(1 - scores[keep].sum() / total)
-    layers = _chain(model)
-    inp = keras.Input(model.input_shape[1:], name=model.inputs[0].name.split(":")[0])
-    h = inp
-    for layer in layers[:at]:
-        h = type(layer).from_config(layer.get_config())(h)
-    h = SelectFeatures(keep.tolist(), name=f"{dense.name}_inputs")(h)
-    rebuilt = {}
-    for layer in layers[at:]:
+
+    def make(layer, ins):
+        if layer.name != dense.name:
+            return None
         clone = type(layer).from_config(layer.get_config())
-        h = clone(h)
-        rebuilt[layer.name] = clone
-    out = keras.Model(inp, h, name=model.name)
-    for layer in layers[at:]:
+        out = clone(SelectFeatures(keep.tolist(), name=f"{dense.name}_inputs")(ins[0]))
         weights = layer.get_weights()
-        if layer is dense:
-            weights = [weights[0][keep], *weights[1:]]
-        rebuilt[layer.name].set_weights(weights)
+        clone.set_weights([weights[0][keep], *weights[1:]])
+        return out
+
+    out = rebuild(model, make)
     return out, FeatureReport(dense.name, count, kept, removed, unused, 0 if x is None else len(x))
