@@ -2,6 +2,7 @@
 and the accuracy gate is a candidate, and kit.convert.frontier decides which candidates ship."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -73,6 +74,12 @@ class Artifact(ArtifactRecord):
         return None if c is None else c.top1
 
     @property
+    def storage(self) -> str:
+        """How the converter stored the weights (it picks each tensor's sparse encoding from its zeros; there is
+        no switch for it): "dense", or e.g. "1x16 blocks x2" or "unstructured (CSR) x1, 1x4 blocks x1"."""
+        return storage_summary(t.get("storage", "dense") for t in self.tensors)
+
+    @property
     def figures(self) -> str:
         """The task's figures on the first runtime that runs the artifact correctly, for logs and tables."""
         c = first_correct(self.checks)
@@ -89,6 +96,16 @@ class Artifact(ArtifactRecord):
                                                              "method": self.latency_method},
             "latency_note": self.latency_note, "default": self.default,
         }
+
+
+def storage_summary(storages) -> str:
+    """"dense" when no tensor is sparse-encoded, else each sparse encoding with its number of tensors."""
+    counts = Counter(s for s in storages if s != "dense")
+    if not counts:
+        return "dense"
+    label = {"sparse CSR": "unstructured (CSR)"}
+    return ", ".join(f"{label.get(s, s.removeprefix('sparse block ') + ' blocks')} x{n}"
+                     for s, n in sorted(counts.items()))
 
 
 def figures_text(c: RuntimeCheck) -> str:

@@ -119,7 +119,7 @@ def _frontier(r: ReportInput) -> str:
     rows = []
     for a in timed:
         state = ("default" if a.default else "yes") if a.shipped else "no"
-        rows.append([a.name, a.bytes, a.gzip_bytes,
+        rows.append([a.name, a.storage, a.bytes, a.gzip_bytes,
                      round(a.latency_us, 2) if a.latency_us is not None else a.latency_note,
                      _pct(a.accuracy) if classifier else a.figures, state, "" if a.shipped else a.reason])
     figure = "top-1 (test split)" if classifier else "figures (test split)"
@@ -127,8 +127,10 @@ def _frontier(r: ReportInput) -> str:
              ("What ships is every artifact no other one beats at once on bytes on disk, gzip bytes, median latency "
               f"and the task's figure; latencies within {LATENCY_TIE:.0%} or {LATENCY_TIE_US:g} µs of each other "
               "count as equal (timing noise)."), "",
-             format_table(["artifact", "bytes", "gzip", "median us", figure, "shipped", "why not"], rows,
-                          markdown=True), "",
+             format_table(["artifact", "weights stored as", "bytes", "gzip", "median us", figure, "shipped",
+                           "why not"], rows, markdown=True), "",
+             ("The converter picks each weight tensor's encoding from its zeros (1xN blocks or unstructured "
+              "CSR, or dense where neither pays); the sparse artifacts are compared as it encoded them."), "",
              (f"Latency: {decision.latency_method or 'not measured'}. Figures on the {split_of(r.result)}, on "
               "the first runtime that runs each artifact correctly."), ""]
     if decision.default:

@@ -5,7 +5,9 @@ import json
 import pytest
 
 import kit  # noqa: F401  (sets TF_USE_LEGACY_KERAS before TensorFlow loads)
+from kit.convert.artifacts import storage_summary
 from kit.convert.frontier import LATENCY_TIE, LATENCY_TIE_US, frontier, point_of
+from kit.core.tflite_file import read_tflite
 from kit.recipe import parse_recipe
 
 #: pruned to 10%: too little for the sparse encoding to pay, so each sparse file is the dense one plus its
@@ -101,5 +103,9 @@ def test_the_objective_marks_one_default_and_the_manifest_and_report_say_why(fro
         if a.latency_us is not None:
             row = next(line for line in section.splitlines() if line.startswith(f"| {a.name} "))
             assert ("default" if a.default else "yes" if a.shipped else "no") in row
+            stored = storage_summary(t.storage for t in read_tflite(a.path).tensors if t.constant)
+            assert row.split("|")[2].strip() == stored  # the encoding the converter chose, read off the file
             assert a.shipped or a.reason[:40] in row
+    assert storage_summary(["dense", "sparse block 1x16", "sparse CSR", "sparse block 1x16"]) == \
+        "unstructured (CSR) x1, 1x16 blocks x2"
     assert any(f"default: {smallest.name} (the only" in line for line in run.log)
