@@ -79,8 +79,8 @@ def main() -> int:
               f"({'met' if ratio >= GOAL_RATIO else 'NOT met'})")
         print(f"test-split drop {best.test_drop:+.2f} points within the {args.budget} budget: "
               f"{'yes' if best.test_drop is not None and best.test_drop <= args.budget else 'NO'}")
-        print(f"validation-split drop {best.val_drop:+.2f} points, plus one standard error {best.val_bound:+.2f} "
-              "(what the search keeps within the budget)")
+        print(f"validation-split drop {best.val_drop:+.2f} points; plus {result.sigmas:g} standard error(s): "
+              f"{best.val_bound:+.2f} (what the search keeps within the budget)")
         print(f"total {elapsed:.0f} s")
     return 0
 
