@@ -1,5 +1,5 @@
 """[prune]: connection pruning during the fine-tune — TF-MOT's magnitude schedule, or the kit's own soft,
-learned-mask and iterative methods."""
+learned-mask, iterative and least-squares reconstruction methods."""
 from __future__ import annotations
 
 import re
@@ -20,7 +20,7 @@ from kit.steps.base import (
 )
 
 GRANULARITIES = ("unstructured", "block", "2:4")
-PRUNE_METHODS = ("magnitude", "soft", "learned", "iterative")
+PRUNE_METHODS = ("magnitude", "soft", "learned", "iterative", "reconstruct")
 MASK_GRANULARITIES = ("unstructured", "filter")  # granularities of the soft and learned methods
 
 
@@ -53,6 +53,7 @@ METHOD_KEYS = {
              "granularity", "scope"},
     "learned": {"granularity", "scope", "gate", "mask_epochs", "mask_learning_rate"},
     "iterative": {"scope", "importance", "cycles", "threshold", "threshold_kind"},
+    "reconstruct": {"scope"},
 }
 _SPARSITY = {"type": float, "check": fraction, "allowed": "0 <= x < 1"}
 _BLOCK = pair_reader("a block shape", "write rows x cols, e.g. \"1x4\" or \"1x16\"", most=256)
@@ -113,8 +114,12 @@ class PruneStep:
                                     "artifact ships (the accuracy gate refused them all); per-layer sparsities "
                                     "scale with it", read=_back_off, shape="list of falling 0 < x < final_sparsity",
                                 factory=list)
-    method: str = key("magnitude", "magnitude (TF-MOT) | soft | learned | iterative", choices=PRUNE_METHODS)
-    scope: str = key("layer", "soft/learned/iterative: rank per layer or over all layers together", choices=SCOPES)
+    method: str = key("magnitude", "magnitude (TF-MOT) | soft | learned | iterative | reconstruct (one-shot masks, "
+                                   "kept weights re-solved by least squares on the inputs, no labels; the fine-tune "
+                                   "after it is kept only if it agrees better with the original)",
+                      choices=PRUNE_METHODS)
+    scope: str = key("layer", "soft/learned/iterative/reconstruct: rank per layer or over all layers together",
+                     choices=SCOPES)
     importance: str = key("magnitude", "iterative: how weights are ranked", choices=_importance)
     cycles: int = key(3, "iterative: prune-retrain rounds (1 = one-shot)", type=int,
                       check=lambda x: 1 <= x <= 100, allowed="1 to 100")
@@ -293,6 +298,16 @@ def _mask_prune(ctx: StepContext, source, plan):
                                           seed=ctx.recipe.seed, pooled=pooled, log=log)
         kernels = {k: v for k, v in masking.prunable_kernels(work).items() if k in masks}
         history = masking.fit_masked(work, kernels, masks, x, y, ft, teacher=teacher)
+    elif step.method == "reconstruct":
+        from kit.techniques.reconstruct import keep_better_finetune, reconstruct_prune
+
+        log(f"reconstruct: magnitude masks to {step.final_sparsity:.0%} ({step.scope} ranking), then each layer's kept "
+            f"weights re-solved by least squares against the original on {len(x):,} inputs")
+        masks, report = reconstruct_prune(work, source, kernels, final, x, step.scope, pooled, seed=ctx.recipe.seed,
+                                          log=log)
+        history = keep_better_finetune(work, source, x, lambda: masking.fit_masked(work, kernels, masks, x, y, ft,
+                                                                                  teacher=teacher),
+                                       ft.validation_split, report, ctx.task == "classification", log)
     else:
         from kit.techniques.iterative import iterative_prune
 
@@ -307,7 +322,8 @@ def _mask_prune(ctx: StepContext, source, plan):
     return work, history, report.to_dict()
 
 
-_TITLES = {"soft": "Soft pruning", "learned": "Learned masks", "iterative": "Iterative pruning"}
+_TITLES = {"soft": "Soft pruning", "learned": "Learned masks", "iterative": "Iterative pruning",
+           "reconstruct": "Layer-wise reconstruction"}
 
 
 def render(result: PruneResult, out: Path) -> str:
@@ -332,6 +348,15 @@ def render(result: PruneResult, out: Path) -> str:
                       "", format_table(["kernel", "learned", "final"],
                                        [[k, f"{v:.1%}", f"{t['layer_sparsity'][k]:.1%}"]
                                         for k, v in t["layer_learned_sparsity"].items()], markdown=True)]
+        elif result.method == "reconstruct":
+            lines += [f"Magnitude masks, then each layer's kept weights re-solved by least squares against the model "
+                      f"pruning started from, on {t['samples']:,} inputs. Relative error of each layer's output:", "",
+                      format_table(["layer", "sparsity", "rows", "before", "after"],
+                                   [[k, f"{v['sparsity']:.1%}", v["rows"], f"{v['error_before']:.3f}",
+                                     f"{v['error_after']:.3f}"] for k, v in t["layers"].items()], markdown=True)]
+            lines += [f"- {k}: {v}" for k, v in t["skipped"].items()]
+            if t.get("finetune"):
+                lines += ["", t["finetune"]]
         else:
             rows = [[r["cycle"], f"{r['target']:.1%}", f"{r['sparsity']:.1%}", _pct(r["val_accuracy"])]
                     for r in t["records"]]
