@@ -9,11 +9,14 @@ original model's inputs, from the inputs the *pruned* model now feeds that layer
     min over w_j (kept entries only) of || X_pruned w_j + b_j - (X_original W_original[:, j] + b_original_j) ||^2
 
 a ridge-regularised least-squares problem per unit (normal equations of a few dozen to a few thousand weights),
-so the errors of earlier layers are corrected by later ones instead of adding up. The masks are the magnitude
-masks at each layer's target, so the zeros are exactly where `[prune]` puts them.
+so the errors of earlier layers are corrected by later ones instead of adding up. Which weights go is chosen per
+layer by their optimal-brain-surgeon saliency in that same problem, w^2 / [H^-1]_ii with H the Gram matrix of the
+layer's inputs: the output error removing each weight alone costs (magnitude ignores how large its input is).
+With `scope = "global"` one magnitude ranking over all layers chooses the masks instead.
 
-On the MLPerf Tiny DS-CNN keyword spotter with 500 teacher-labelled stand-in inputs, one-shot magnitude masks at
-50% keep 15% agreement with the original; reconstruction brings that to 97%, with no gradient step.
+On the MLPerf Tiny DS-CNN keyword spotter with 500 teacher-labelled stand-in inputs (benchmarks/bench_recovery.py
+data), one-shot magnitude masks at 50% keep 15% agreement with the original; reconstruction brings that to about
+97%, with no gradient step.
 
 Dense and Conv2D layers (any stride and padding, no dilation or groups) are reconstructed; the other kernels the
 recipe prunes (depthwise, 1-D/3-D, separable convolutions) are left dense, and the report says so: magnitude
@@ -26,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from kit.techniques.importance import scores, select_sparsity
-from kit.techniques.masking import Masks, apply_masks
+from kit.techniques.masking import Masks
 
 #: ridge added to the normal equations, relative to their mean diagonal: keeps nearly collinear inputs solvable
 RIDGE = 1e-3
@@ -50,31 +53,32 @@ class ReconstructReport:
 def reconstruct_prune(model, original, kernels: dict, targets: dict[str, float], x: np.ndarray,
                       scope: str = "layer", pooled: set[str] | None = None, seed: int = 0,
                       log=None) -> tuple[Masks, ReconstructReport]:
-    """Mask `kernels` ("layer/kernel" -> variable of `model`) by magnitude to `targets`, then re-solve each
-    reconstructable layer's kept weights against `original` on inputs `x`, in graph order. `model` changes in
-    place (it starts as a copy of `original`)."""
+    """Prune `kernels` ("layer/kernel" -> variable of `model`) to `targets` and re-solve each reconstructable
+    layer's kept weights against `original` on inputs `x`, in graph order. `model` changes in place (it starts
+    as a copy of `original`); layers that cannot be re-solved stay dense."""
     report = ReconstructReport(len(x))
     layers = {layer.name: layer for layer in model.layers}
-    for key in list(targets):  # a layer that cannot be re-solved stays dense: magnitude alone is what failed
+    for key in list(targets):
         name = key.split("/")[0]
         why = _unsupported(layers[name]) if name in layers else "inside a nested model"
         if why:
             report.skipped[name] = why + ": left dense"
     targets = {k: v for k, v in targets.items() if k.split("/")[0] not in report.skipped}
-    masks = select_sparsity(scores(model, kernels, "magnitude"), targets, scope,
-                            None if pooled is None else set(pooled) & set(targets)).masks
-    apply_masks(kernels, masks)
+    given: Masks = {}
+    if scope != "layer":  # one ranking over all layers needs every mask before the first solve
+        given = select_sparsity(scores(model, kernels, "magnitude"), targets, scope,
+                                None if pooled is None else set(pooled) & set(targets)).masks
     rng = np.random.default_rng(seed)
-    by_layer = {k.split("/")[0]: k for k in masks}
+    masks: Masks = {}
     for layer in model.layers:
-        key = by_layer.get(layer.name)
+        key = next((k for k in targets if k.split("/")[0] == layer.name), None)
         if key is None:
             continue
-        figures = _solve_layer(model, original, layer, masks[key], x, rng)
+        figures, masks[key] = _solve_layer(model, original, layer, given.get(key), targets[key], x, rng)
         report.layers[layer.name] = {"sparsity": round(1.0 - float(masks[key].mean()), 4), **figures}
         if log:
-            log(f"  reconstructed {layer.name}: relative output error {figures['error_before']:.3f} -> "
-                f"{figures['error_after']:.3f} ({figures['rows']:,} rows)")
+            log(f"  reconstructed {layer.name}: relative output error {figures['error_before']:.3f} (magnitude "
+                f"masks alone) -> {figures['error_after']:.3f} ({figures['rows']:,} rows)")
     return masks, report
 
 
@@ -125,8 +129,10 @@ def _unsupported(layer) -> str | None:
     return None
 
 
-def _solve_layer(model, original, layer, mask: np.ndarray, x: np.ndarray, rng) -> dict:
-    """Accumulate the normal equations over `x` in batches, solve per output unit, write kernel (and bias)."""
+def _solve_layer(model, original, layer, mask: np.ndarray | None, sparsity: float, x: np.ndarray,
+                 rng) -> tuple[dict, np.ndarray]:
+    """Accumulate the layer's normal equations over `x` in batches, choose its mask (unless given), solve per
+    output unit and write kernel (and bias). Returns the figures and the mask in the kernel's shape."""
     import tf_keras as keras
 
     reference = original.get_layer(layer.name)
@@ -134,54 +140,62 @@ def _solve_layer(model, original, layer, mask: np.ndarray, x: np.ndarray, rng) -
     feed_original = keras.Model(original.inputs, reference.input)
     w_orig = reference.kernel.numpy().reshape(-1, reference.kernel.shape[-1]).astype(np.float64)
     b_orig = reference.bias.numpy().astype(np.float64) if reference.use_bias else 0.0
-    w_now = layer.kernel.numpy().reshape(w_orig.shape).astype(np.float64)
-    b_now = layer.bias.numpy().astype(np.float64) if layer.use_bias else 0.0
-    d = w_orig.shape[0] + (1 if layer.use_bias else 0)
+    n_in, d = w_orig.shape[0], w_orig.shape[0] + (1 if layer.use_bias else 0)
     gram, cross = np.zeros((d, d)), np.zeros((d, w_orig.shape[1]))
     per_row = max(1, MAX_ROWS // max(len(x), 1))
-    err_den = err_now = 0.0
-    rows = 0
+    target_sq, rows = 0.0, 0
     for start in range(0, len(x), BATCH):
         xb = x[start:start + BATCH]
         positions = int(rng.integers(1 << 31))  # the same rows of both models
         p_now = _rows(layer, feed_pruned.predict(xb, verbose=0), per_row, positions)
-        p_orig = _rows(layer, feed_original.predict(xb, verbose=0), per_row, positions)
-        target = p_orig @ w_orig + b_orig
-        err_now += float(np.sum((p_now @ w_now + b_now - target) ** 2))
-        err_den += float(np.sum(target ** 2))
+        target = _rows(layer, feed_original.predict(xb, verbose=0), per_row, positions) @ w_orig + b_orig
+        target_sq += float(np.sum(target ** 2))
         if layer.use_bias:
             p_now = np.concatenate([p_now, np.ones((len(p_now), 1))], axis=1)
         gram += p_now.T @ p_now
         cross += p_now.T @ target
         rows += len(p_now)
     ridge = RIDGE * float(np.trace(gram)) / d
-    solved = np.zeros_like(w_orig)
-    bias = np.zeros(w_orig.shape[1])
-    keep = mask.reshape(w_orig.shape)
+    magnitude = _lowest_out(np.abs(w_orig), sparsity) if mask is None else mask.reshape(w_orig.shape)
+    keep = _saliency_mask(gram, cross, ridge, n_in, sparsity) if mask is None else magnitude
+    solved = np.zeros((d, w_orig.shape[1]))
     for j in range(w_orig.shape[1]):
         idx = np.flatnonzero(keep[:, j])
         if layer.use_bias:
             idx = np.append(idx, d - 1)
-        if not len(idx):
-            continue
-        sol = np.linalg.solve(gram[np.ix_(idx, idx)] + ridge * np.eye(len(idx)), cross[idx, j])
-        if layer.use_bias:
-            solved[idx[:-1], j], bias[j] = sol[:-1], sol[-1]
-        else:
-            solved[idx, j] = sol
-    # the error after, from the same normal equations: ||P w - t||^2 = w'Gw - 2 w'c + ||t||^2, summed over units
-    full = np.concatenate([solved, bias[None, :]], axis=0) if layer.use_bias else solved
-    t_sq = _target_energy(gram, cross, full, err_den)
-    layer.kernel.assign(solved.reshape(layer.kernel.shape).astype(np.float32))
+        if len(idx):
+            solved[idx, j] = np.linalg.solve(gram[np.ix_(idx, idx)] + ridge * np.eye(len(idx)), cross[idx, j])
+    before = w_orig * magnitude
     if layer.use_bias:
-        layer.bias.assign(bias.astype(np.float32))
-    scale = err_den or 1.0
-    return {"rows": rows, "error_before": float(np.sqrt(err_now / scale)), "error_after": float(np.sqrt(t_sq / scale))}
+        before = np.concatenate([before, np.broadcast_to(b_orig, (1, w_orig.shape[1]))], axis=0)
+    layer.kernel.assign(solved[:n_in].reshape(layer.kernel.shape).astype(np.float32))
+    if layer.use_bias:
+        layer.bias.assign(solved[n_in].astype(np.float32))
+    scale = target_sq or 1.0
+    return ({"rows": rows, "error_before": _relative_error(gram, cross, before, target_sq, scale),
+             "error_after": _relative_error(gram, cross, solved, target_sq, scale)}, keep.reshape(layer.kernel.shape))
 
 
-def _target_energy(gram: np.ndarray, cross: np.ndarray, w: np.ndarray, target_sq: float) -> float:
+def _relative_error(gram: np.ndarray, cross: np.ndarray, w: np.ndarray, target_sq: float, scale: float) -> float:
+    """sqrt(||P w - t||^2 / ||t||^2) from the normal equations: ||P w - t||^2 = w'Gw - 2 w'c + ||t||^2."""
     residual = float(np.sum(w * (gram @ w)) - 2.0 * np.sum(w * cross) + target_sq)
-    return max(residual, 0.0)
+    return float(np.sqrt(max(residual, 0.0) / scale))
+
+
+def _saliency_mask(gram: np.ndarray, cross: np.ndarray, ridge: float, n_in: int, sparsity: float) -> np.ndarray:
+    """Optimal-brain-surgeon saliency of each weight of the layer's dense least-squares solution, w^2 / [H^-1]_ii:
+    the output error its removal alone costs. The lowest `sparsity` of the layer go."""
+    inverse = np.linalg.inv(gram + ridge * np.eye(len(gram)))
+    dense = inverse @ cross
+    return _lowest_out(dense[:n_in] ** 2 / np.diag(inverse)[:n_in, None], sparsity)
+
+
+def _lowest_out(score: np.ndarray, sparsity: float) -> np.ndarray:
+    n_prune = int(round(sparsity * score.size))
+    keep = np.ones(score.size, bool)
+    if n_prune:
+        keep[np.argsort(score, axis=None, kind="stable")[:n_prune]] = False
+    return keep.reshape(score.shape)
 
 
 def _rows(layer, inputs: np.ndarray, per_sample: int, seed: int) -> np.ndarray:
