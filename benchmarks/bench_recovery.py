@@ -214,7 +214,8 @@ def goal(manifest: dict) -> str | None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--models", default="kws,resnet8,vww,user", help="comma-separated: kws, resnet8, vww, user")
-    ap.add_argument("--recipes", default=None, help="comma-separated built-in recipes (default: mcu,default,best)")
+    ap.add_argument("--recipes", default=None,
+                    help="comma-separated built-in recipes or .toml paths (default: mcu,default,best)")
     ap.add_argument("--samples", type=int, default=None, help="teacher-labelled inputs per model, half for training")
     ap.add_argument("--quick", action="store_true", help="300 samples, mcu only (unless --recipes/--samples)")
     ap.add_argument("--out", type=Path, default=None, help="keep the runs here (default: a temporary folder)")
@@ -237,12 +238,13 @@ def main(argv: list[str] | None = None) -> int:
         notes.append(f"{m}: {data.description}; {note}")
         for r in recipes:
             t0 = time.perf_counter()
-            result = kit.compress(str(path), recipe=r, data=data, out=out / m / r, model_name=m, log=lambda *a: None)
+            result = kit.compress(str(path), recipe=r, data=data, out=out / m / Path(r).stem, model_name=m,
+                                  log=lambda *a: None)
             manifest = json.loads(result.manifest_path.read_text())
-            rows += summarize(m, r, manifest, time.perf_counter() - t0)
+            rows += summarize(m, Path(r).stem, manifest, time.perf_counter() - t0)
             if (problem := goal(manifest)) is not None:
                 misses.append(f"{m}/{r}: {problem}")
-            print(f"{m}/{r}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
+            print(f"{m}/{Path(r).stem}: done in {time.perf_counter() - t0:.0f} s", file=sys.stderr, flush=True)
     print(format_table(["model", "recipe", "original keras/litert", "compressed keras", "sparsity", "val min/last",
                         "artifact", "top-1 per runtime", "shipped", "budget", "s"], rows))
     print()

@@ -72,7 +72,7 @@ def select_sparsity(score: dict[str, np.ndarray], targets: dict[str, float], sco
     pooled = set(targets) if pooled is None else set(pooled) & set(targets)
     if scope == "layer":
         pooled = set()
-    masks = {k: _layer_mask(score[k], targets[k]) for k in targets if k not in pooled}
+    masks = {k: layer_mask(score[k], targets[k]) for k in targets if k not in pooled}
     if pooled:
         masks.update(_global_masks({k: score[k] for k in pooled}, {k: targets[k] for k in pooled}))
     masks = {k: masks[k] for k in targets}
@@ -106,7 +106,8 @@ def _respect(score: dict[str, np.ndarray], previous: Masks | None) -> dict[str, 
     return {k: np.where(previous[k], s, -np.inf) if k in previous else s for k, s in score.items()}
 
 
-def _layer_mask(s: np.ndarray, target: float) -> np.ndarray:
+def layer_mask(s: np.ndarray, target: float) -> np.ndarray:
+    """Keep-mask of `s`'s shape that removes the `target` share of lowest scores."""
     n_prune = int(round(target * s.size))
     mask = np.ones(s.size, bool)
     if n_prune:

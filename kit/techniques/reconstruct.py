@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from kit.techniques.importance import scores, select_sparsity
+from kit.techniques.importance import layer_mask, scores, select_sparsity
 from kit.techniques.masking import Masks
 
 #: ridge added to the normal equations, relative to their mean diagonal: keeps nearly collinear inputs solvable
@@ -156,7 +156,7 @@ def _solve_layer(model, original, layer, mask: np.ndarray | None, sparsity: floa
         cross += p_now.T @ target
         rows += len(p_now)
     ridge = RIDGE * float(np.trace(gram)) / d
-    magnitude = _lowest_out(np.abs(w_orig), sparsity) if mask is None else mask.reshape(w_orig.shape)
+    magnitude = layer_mask(np.abs(w_orig), sparsity) if mask is None else mask.reshape(w_orig.shape)
     keep = _saliency_mask(gram, cross, ridge, n_in, sparsity) if mask is None else magnitude
     solved = np.zeros((d, w_orig.shape[1]))
     for j in range(w_orig.shape[1]):
@@ -187,15 +187,7 @@ def _saliency_mask(gram: np.ndarray, cross: np.ndarray, ridge: float, n_in: int,
     the output error its removal alone costs. The lowest `sparsity` of the layer go."""
     inverse = np.linalg.inv(gram + ridge * np.eye(len(gram)))
     dense = inverse @ cross
-    return _lowest_out(dense[:n_in] ** 2 / np.diag(inverse)[:n_in, None], sparsity)
-
-
-def _lowest_out(score: np.ndarray, sparsity: float) -> np.ndarray:
-    n_prune = int(round(sparsity * score.size))
-    keep = np.ones(score.size, bool)
-    if n_prune:
-        keep[np.argsort(score, axis=None, kind="stable")[:n_prune]] = False
-    return keep.reshape(score.shape)
+    return layer_mask(dense[:n_in] ** 2 / np.diag(inverse)[:n_in, None], sparsity)
 
 
 def _rows(layer, inputs: np.ndarray, per_sample: int, seed: int) -> np.ndarray:
