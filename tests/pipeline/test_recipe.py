@@ -103,7 +103,7 @@ def test_back_off_scales_every_sparsity_and_reads_back():
     last = lower.backed_off()
     assert last.final_sparsity == 0.45 and last.backed_off() is None
     assert parse_recipe(write_recipe(r)).prune.back_off == [0.6, 0.45]
-    assert load_recipe("mcu").prune.back_off == [0.75, 0.5]
+    assert load_recipe("mcu").prune.back_off == [0.75, 0.65, 0.55]
 
 
 @pytest.mark.parametrize("text, words", [

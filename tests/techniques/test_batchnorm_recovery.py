@@ -67,7 +67,7 @@ def test_pretrained_bn_dropout_network_survives_pruning_on_few_samples(digits, t
     few = Dataset("digits-few", x_train[:400], digits.y_train[:400], x_test, digits.y_test, x_train[:200],
                   "400 digits for training, the test split for testing")
     recipe = load_recipe("mcu")  # 90%: this network collapses on 400 samples, and nothing ships
-    recipe.prune.back_off = [0.5]  # the recipe's own [0.75, 0.5], one attempt shorter
+    recipe.prune.back_off = [0.5]  # the recipe's own [0.75, 0.65, 0.55], shorter
     run = compress(load_model(tmp_path / "dscnn.h5"), recipe, few, tmp_path / "out", model_name="dscnn",
                    log=lambda *a: None)
     assert [t["final_sparsity"] for t in run.backed_off] == [0.9] and run.recipe.prune.final_sparsity == 0.5
