@@ -301,8 +301,9 @@ def _mask_prune(ctx: StepContext, source, plan):
     elif step.method == "reconstruct":
         from kit.techniques.reconstruct import keep_better_finetune, reconstruct_prune
 
-        log(f"reconstruct: magnitude masks to {step.final_sparsity:.0%} ({step.scope} ranking), then each layer's kept "
-            f"weights re-solved by least squares against the original on {len(x):,} inputs")
+        how = "saliency within each layer" if step.scope == "layer" else "one magnitude ranking over all layers"
+        log(f"reconstruct: masks to {step.final_sparsity:.0%} by {how}, each layer's kept weights re-solved by least "
+            f"squares against the model pruning started from on {len(x):,} inputs")
         masks, report = reconstruct_prune(work, source, kernels, final, x, step.scope, pooled, seed=ctx.recipe.seed,
                                           log=log)
         history = keep_better_finetune(work, source, x, lambda: masking.fit_masked(work, kernels, masks, x, y, ft,
@@ -349,8 +350,9 @@ def render(result: PruneResult, out: Path) -> str:
                                        [[k, f"{v:.1%}", f"{t['layer_sparsity'][k]:.1%}"]
                                         for k, v in t["layer_learned_sparsity"].items()], markdown=True)]
         elif result.method == "reconstruct":
-            lines += [f"Magnitude masks, then each layer's kept weights re-solved by least squares against the model "
-                      f"pruning started from, on {t['samples']:,} inputs. Relative error of each layer's output:", "",
+            lines += [f"Each layer's kept weights re-solved by least squares against the model pruning started from, "
+                      f"on {t['samples']:,} inputs. Relative error of each layer's output with magnitude masks alone "
+                      "(before) and after:", "",
                       format_table(["layer", "sparsity", "rows", "before", "after"],
                                    [[k, f"{v['sparsity']:.1%}", v["rows"], f"{v['error_before']:.3f}",
                                      f"{v['error_after']:.3f}"] for k, v in t["layers"].items()], markdown=True)]
