@@ -20,7 +20,6 @@ asking whether a per-class cycle model of the instruction mix can reach it where
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import re
 import shutil
@@ -35,6 +34,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import kit  # noqa: F401  (environment before TensorFlow)
+from bench_firmware import MLPERF, published  # the same models and published results (run from benchmarks/)
 from firmware_tools.boards import qemu_board
 from firmware_tools.build import build, default_tree
 from firmware_tools.project import generate_project
@@ -46,8 +46,6 @@ from kit.core.tables import format_table
 from targets.serial import SerialTarget
 from targets.uri import TargetURI
 
-MLPERF = {"kws": ("kws01", "kws_ref_model.tflite"), "vww": ("vww01", "vww_96_int8.tflite"),
-          "ic": ("ic01", "pretrainedResnet_quant.tflite"), "ad": ("ad01", "ad01_int8.tflite")}
 BOARD, KERNELS, MHZ = "mps2-an386", "cmsis_nn", 120.0
 MARK = "BoardTimestampUs"  # entered at t0 and at t1 of the timed loop
 REFILL = 2  # TRM: a taken branch refills the pipeline in 1..3 cycles
@@ -356,8 +354,7 @@ def main() -> int:
     if missing:
         print(f"skipped: {', '.join(missing)} not found")
         return 0
-    csv_path = shared / "reference" / "mlperf_tiny" / "reference_results_v0.5_nucleo_l4r5zi.csv"
-    ms = {r[0]: float(r[3]) for r in list(csv.reader(ln for ln in csv_path.open() if not ln.startswith("#")))[1:]}
+    ms = {task: latency for task, (latency, _) in published().items()}
     mixes, t0 = [], time.time()
     with tempfile.TemporaryDirectory(prefix="bench-firmware-mix-") as tmp:
         out = Path(args.out) if args.out else Path(tmp)

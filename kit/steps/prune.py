@@ -308,7 +308,7 @@ def _mask_prune(ctx: StepContext, source, plan):
                                           log=log)
         history = keep_better_finetune(work, source, x, lambda: masking.fit_masked(work, kernels, masks, x, y, ft,
                                                                                   teacher=teacher),
-                                       ft.validation_split, report, ctx.task == "classification", log)
+                                       ft.validation_split, report, log)
     else:
         from kit.techniques.iterative import iterative_prune
 
@@ -350,9 +350,9 @@ def render(result: PruneResult, out: Path) -> str:
                                        [[k, f"{v:.1%}", f"{t['layer_sparsity'][k]:.1%}"]
                                         for k, v in t["layer_learned_sparsity"].items()], markdown=True)]
         elif result.method == "reconstruct":
-            lines += [f"Each layer's kept weights re-solved by least squares against the model pruning started from, "
-                      f"on {t['samples']:,} inputs. Relative error of each layer's output with magnitude masks alone "
-                      "(before) and after:", "",
+            lines += [(f"Each layer's kept weights re-solved by least squares against the model pruning started "
+                       f"from, on {t['samples']:,} inputs. Relative error of each layer's output with magnitude masks "
+                       "alone (before) and after:"), "",
                       format_table(["layer", "sparsity", "rows", "before", "after"],
                                    [[k, f"{v['sparsity']:.1%}", v["rows"], f"{v['error_before']:.3f}",
                                      f"{v['error_after']:.3f}"] for k, v in t["layers"].items()], markdown=True)]

@@ -30,6 +30,7 @@ import numpy as np
 
 from kit.techniques.importance import layer_mask, scores, select_sparsity
 from kit.techniques.masking import Masks
+from kit.techniques.metrics import topk
 
 #: ridge added to the normal equations, relative to their mean diagonal: keeps nearly collinear inputs solvable
 RIDGE = 1e-3
@@ -69,9 +70,10 @@ def reconstruct_prune(model, original, kernels: dict, targets: dict[str, float],
         given = select_sparsity(scores(model, kernels, "magnitude"), targets, scope,
                                 None if pooled is None else set(pooled) & set(targets)).masks
     rng = np.random.default_rng(seed)
+    by_layer = {k.split("/")[0]: k for k in targets}
     masks: Masks = {}
     for layer in model.layers:
-        key = next((k for k in targets if k.split("/")[0] == layer.name), None)
+        key = by_layer.get(layer.name)
         if key is None:
             continue
         figures, masks[key] = _solve_layer(model, original, layer, given.get(key), targets[key], x, rng)
@@ -83,37 +85,28 @@ def reconstruct_prune(model, original, kernels: dict, targets: dict[str, float],
 
 
 def keep_better_finetune(model, original, x: np.ndarray, finetune, validation_split: float,
-                         report: ReconstructReport, classifier: bool = True, log=None):
+                         report: ReconstructReport, log=None):
     """Run `finetune()` (the recipe's masked fine-tune) and keep its weights only if they agree better with
-    `original` on the held-out tail of `x` that the fine-tune validates on; else restore the reconstruction.
-    Returns the fine-tune's history."""
+    `original` (top-1; the method trains classifiers only) on the held-out tail of `x` that the fine-tune
+    validates on; else restore the reconstruction. Returns the fine-tune's history."""
     n_val = int(len(x) * validation_split)
     if n_val < 1:
         report.finetune = "fine-tuned; no validation split to compare with the reconstruction, so its weights are kept"
         return finetune()
     held = x[len(x) - n_val:]
-    before, saved = fidelity(model, original, held, classifier), model.get_weights()
+    reference = original.predict(held, verbose=0).reshape(n_val, -1).argmax(1)
+    before, saved = topk(model.predict(held, verbose=0), reference), model.get_weights()
     history = finetune()
-    after = fidelity(model, original, held, classifier)
+    after = topk(model.predict(held, verbose=0), reference)
     kept = after > before
     if not kept:
         model.set_weights(saved)
-    report.finetune = (f"fidelity to the original on {n_val} held-out inputs: {before:.4f} after reconstruction, "
-                       f"{after:.4f} after the fine-tune; the {'fine-tuned' if kept else 'reconstructed'} weights "
-                       "are kept")
+    report.finetune = (f"top-1 agreement with the original on {n_val} held-out inputs: {before:.4f} after "
+                       f"reconstruction, {after:.4f} after the fine-tune; the "
+                       f"{'fine-tuned' if kept else 'reconstructed'} weights are kept")
     if log:
         log(f"  {report.finetune}")
     return history
-
-
-def fidelity(model, original, x: np.ndarray, classifier: bool = True) -> float:
-    """Top-1 agreement with `original` for a classifier, else one minus the relative RMS difference of the
-    outputs: higher is closer."""
-    a = np.asarray(model.predict(x, verbose=0), np.float64).reshape(len(x), -1)
-    b = np.asarray(original.predict(x, verbose=0), np.float64).reshape(len(x), -1)
-    if classifier:
-        return float(np.mean(a.argmax(1) == b.argmax(1)))
-    return 1.0 - float(np.sqrt(np.mean((a - b) ** 2)) / (np.sqrt(np.mean(b ** 2)) or 1.0))
 
 
 def _unsupported(layer) -> str | None:
@@ -156,8 +149,10 @@ def _solve_layer(model, original, layer, mask: np.ndarray | None, sparsity: floa
         cross += p_now.T @ target
         rows += len(p_now)
     ridge = RIDGE * float(np.trace(gram)) / d
-    magnitude = layer_mask(np.abs(w_orig), sparsity) if mask is None else mask.reshape(w_orig.shape)
-    keep = _saliency_mask(gram, cross, ridge, n_in, sparsity) if mask is None else magnitude
+    if mask is None:
+        magnitude, keep = layer_mask(np.abs(w_orig), sparsity), _saliency_mask(gram, cross, ridge, n_in, sparsity)
+    else:
+        magnitude = keep = mask.reshape(w_orig.shape)
     solved = np.zeros((d, w_orig.shape[1]))
     for j in range(w_orig.shape[1]):
         idx = np.flatnonzero(keep[:, j])
